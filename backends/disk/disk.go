@@ -1,0 +1,156 @@
+// Package disk stores keysets on local disk:
+//
+//	<dir>/.lock                        held by the one keyd using dir
+//	<dir>/<keyset>/state.json          the keyset's state document
+//	<dir>/<keyset>/keys/<kid>.jwk      one private JWK per key
+//	<dir>/<keyset>/current.jwk         the current private key for issuers (with kid, alg)
+//	<dir>/<keyset>/current.pem         the same key as PKCS#8
+//
+// Directories are 0700 and files 0600 (current.* may be configured up to 0640). Every
+// write goes to a temporary file that is synced, renamed over the target, and followed by
+// a sync of the directory, so a crash leaves either the old or the new file, never half.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const (
+	lockName  = ".lock"
+	dirMode   = 0o700
+	fileMode  = 0o600
+	stateName = "state.json"
+	keysDir   = "keys"
+	tempMark  = ".tmp-"
+)
+
+// ErrLocked means another keyd holds the storage directory.
+var ErrLocked = errors.New("storage dir is in use by another keyd")
+
+// Backend is an opened storage directory.
+type Backend struct {
+	dir       string
+	issueMode os.FileMode
+	lock      *os.File
+}
+
+// Options tunes a Backend.
+type Options struct {
+	// IssuerFileMode is the mode of current.jwk and current.pem; 0600 when zero.
+	IssuerFileMode os.FileMode
+	// ReadOnly opens dir without creating it or taking the lock, for offline commands
+	// that only read. A read-only Backend refuses every write.
+	ReadOnly bool
+}
+
+// Open opens (and creates) the storage directory dir and takes its exclusive lock, so
+// that a second keyd on the same dir fails here with ErrLocked.
+func Open(dir string, opts Options) (*Backend, error) {
+	b := &Backend{dir: dir, issueMode: opts.IssuerFileMode}
+	if b.issueMode == 0 {
+		b.issueMode = fileMode
+	}
+	if opts.ReadOnly {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("open storage dir: %w", err)
+		}
+		return b, nil
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, fmt.Errorf("create storage dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lock.Name())
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by pid %s", ErrLocked, dir,
+				strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	if err := lock.Truncate(0); err == nil {
+		_, _ = lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	b.lock = lock
+	return b, nil
+}
+
+// Close releases the directory's lock.
+func (b *Backend) Close() error {
+	if b.lock == nil {
+		return nil
+	}
+	return b.lock.Close()
+}
+
+// Dir returns the storage directory.
+func (b *Backend) Dir() string { return b.dir }
+
+// Keyset returns the store of one keyset. Nothing is created until the first write.
+func (b *Backend) Keyset(name string) *Store {
+	return &Store{backend: b, dir: filepath.Join(b.dir, name)}
+}
+
+// writeAtomic replaces path with data: temp file in the same dir, fsync, rename, fsync dir.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMark+"*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// mkdirs creates dir and its parents with mode 0700.
+func mkdirs(dir string) error {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return err
+	}
+	return nil
+}
+
+// isTemp reports whether name is a temporary file left by an interrupted write.
+func isTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMark)
+}
+
+func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

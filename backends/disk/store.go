@@ -1,0 +1,227 @@
+package disk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/keyd-io/keyd/backends"
+	"github.com/keyd-io/keyd/keys"
+)
+
+// kidPattern is the shape of an RFC 7638 SHA-256 thumbprint in base64url; anything else
+// is refused before it can become a path.
+var kidPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// Store is one keyset's directory. Its methods are safe for concurrent use.
+type Store struct {
+	backend *Backend
+	dir     string
+	mu      sync.Mutex
+}
+
+// Location returns the state file's path.
+func (s *Store) Location() string { return filepath.Join(s.dir, stateName) }
+
+// Load returns state.json and its version. A keyset directory that is missing or empty
+// is backends.ErrNotFound (first start); private keys or issuer files without a state
+// beside them are an error, so that keyd never mints fresh keys over lost state.
+func (s *Store) Load(ctx context.Context) ([]byte, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	doc, err := os.ReadFile(s.Location())
+	if err == nil {
+		return doc, versionOf(doc), nil
+	}
+	if !notExist(err) {
+		return nil, 0, fmt.Errorf("read state: %w", err)
+	}
+	leftovers, err := s.leftovers()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(leftovers) > 0 {
+		return nil, 0, fmt.Errorf("%s is missing but %s holds %s: refusing to create new keys "+
+			"over a keyset whose state is lost; restore state.json or move the directory away",
+			s.Location(), s.dir, strings.Join(leftovers, ", "))
+	}
+	return nil, 0, backends.ErrNotFound
+}
+
+// Save replaces state.json if its version is still prev (0: no state yet).
+func (s *Store) Save(ctx context.Context, doc []byte, prev uint64) (uint64, error) {
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var stored uint64
+	old, err := os.ReadFile(s.Location())
+	switch {
+	case err == nil:
+		stored = versionOf(old)
+	case !notExist(err):
+		return 0, fmt.Errorf("read state: %w", err)
+	}
+	if stored != prev {
+		return 0, fmt.Errorf("%s: %w", s.Location(), backends.ErrConflict)
+	}
+	if err := mkdirs(s.dir); err != nil {
+		return 0, fmt.Errorf("create keyset dir: %w", err)
+	}
+	if err := writeAtomic(s.Location(), doc, fileMode); err != nil {
+		return 0, fmt.Errorf("write %s: %w", s.Location(), err)
+	}
+	return versionOf(doc), nil
+}
+
+// PutKey stores a private key under kid.
+func (s *Store) PutKey(ctx context.Context, kid string, privateJWK []byte) error {
+	path, err := s.keyPath(kid)
+	if err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := mkdirs(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("create keys dir: %w", err)
+	}
+	if err := writeAtomic(path, privateJWK, fileMode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// GetKey returns the private key stored under kid; backends.ErrNotFound if there is none.
+func (s *Store) GetKey(ctx context.Context, kid string) ([]byte, error) {
+	path, err := s.keyPath(kid)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if notExist(err) {
+		return nil, fmt.Errorf("%s: %w", path, backends.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read private key: %w", err)
+	}
+	return data, nil
+}
+
+// DeleteKey destroys the private key stored under kid; deleting a missing key succeeds.
+func (s *Store) DeleteKey(ctx context.Context, kid string) error {
+	path, err := s.keyPath(kid)
+	if err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !notExist(err) {
+		return fmt.Errorf("delete private key: %w", err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// ListKeys lists the stored private keys with their file times, and removes temporary
+// files left by interrupted writes.
+func (s *Store) ListKeys(ctx context.Context) ([]backends.StoredKey, error) {
+	dir := filepath.Join(s.dir, keysDir)
+	entries, err := os.ReadDir(dir)
+	if notExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list private keys: %w", err)
+	}
+	var out []backends.StoredKey
+	for _, e := range entries {
+		if isTemp(e.Name()) && s.backend.lock != nil {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
+		kid, ok := strings.CutSuffix(e.Name(), ".jwk")
+		if !ok || !kidPattern.MatchString(kid) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("list private keys: %w", err)
+		}
+		out = append(out, backends.StoredKey{KID: kid, CreatedAt: info.ModTime()})
+	}
+	return out, nil
+}
+
+// PublishCurrent replaces current.jwk and current.pem with k, each atomically.
+func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	jwk, err := k.PrivateJWK()
+	if err != nil {
+		return err
+	}
+	pem, err := k.PEM()
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{"current.jwk": jwk, "current.pem": pem} {
+		path := filepath.Join(s.dir, name)
+		if err := writeAtomic(path, data, s.backend.issueMode); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// CurrentPath returns the path of current.jwk.
+func (s *Store) CurrentPath() string { return filepath.Join(s.dir, "current.jwk") }
+
+func (s *Store) keyPath(kid string) (string, error) {
+	if !kidPattern.MatchString(kid) {
+		return "", fmt.Errorf("kid %q is not a base64url SHA-256 thumbprint", kid)
+	}
+	return filepath.Join(s.dir, keysDir, kid+".jwk"), nil
+}
+
+func (s *Store) writable() error {
+	if s.backend.lock == nil {
+		return errors.New("storage dir opened read-only")
+	}
+	return nil
+}
+
+// leftovers lists what a keyset dir holds besides temporary files.
+func (s *Store) leftovers() ([]string, error) {
+	var found []string
+	for _, dir := range []string{s.dir, filepath.Join(s.dir, keysDir)} {
+		entries, err := os.ReadDir(dir)
+		if notExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if !e.IsDir() && !isTemp(e.Name()) {
+				found = append(found, filepath.Join(filepath.Base(dir), e.Name()))
+			}
+		}
+	}
+	return found, nil
+}
+
+// versionOf derives a document's version from its bytes: equal bytes, equal version.
+func versionOf(doc []byte) uint64 {
+	sum := sha256.Sum256(doc)
+	return binary.BigEndian.Uint64(sum[:8]) | 1
+}

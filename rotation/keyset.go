@@ -1,0 +1,263 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keyd-io/keyd/backends"
+	"github.com/keyd-io/keyd/keys"
+)
+
+// Retry bounds for a failed step (storage down, disk full): the step is tried again with
+// exponential backoff and jitter between these.
+const (
+	retryInitial = time.Second
+	retryMax     = time.Minute
+)
+
+// Store keeps one keyset's state document and private keys. Implementations live in
+// backends/*; all of them pass backends/backendtest.
+type Store interface {
+	// Load returns the state document and its version; backends.ErrNotFound when the
+	// keyset has never been started. Private keys with no state beside them are an error.
+	Load(ctx context.Context) ([]byte, uint64, error)
+	// Save writes the state document if its version is still prev (0: none yet) and
+	// returns the new version; backends.ErrConflict when it is not.
+	Save(ctx context.Context, doc []byte, prev uint64) (uint64, error)
+	PutKey(ctx context.Context, kid string, privateJWK []byte) error
+	GetKey(ctx context.Context, kid string) ([]byte, error)
+	DeleteKey(ctx context.Context, kid string) error
+	ListKeys(ctx context.Context) ([]backends.StoredKey, error)
+	// PublishCurrent hands the current private key to issuers (current.jwk, current.pem).
+	PublishCurrent(ctx context.Context, k *keys.Key) error
+	// Location names where the state lives, for error messages.
+	Location() string
+}
+
+// CommitFunc is called after a state change is committed, with the new state and the
+// changes in the order they happened (none when another replica made the change).
+type CommitFunc func(s State, changes []Change)
+
+// Options tunes a Keyset; the zero value suits a single keyd on local disk.
+type Options struct {
+	Log *zap.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// OnCommit is told about every committed state.
+	OnCommit CommitFunc
+	// Refresh re-reads the state this often to pick up other replicas' changes; 0 never.
+	Refresh time.Duration
+	// OrphanMinAge keeps a private key no state names for at least this long before it is
+	// deleted, so that a replica's key stored just before its commit is not taken away.
+	OrphanMinAge time.Duration
+}
+
+// Keyset runs one keyset: it loads or creates its keys, carries out every change when it
+// is due, and takes operators' requests. Changes never overlap; requests that arrive
+// while one runs are folded into at most one more.
+type Keyset struct {
+	name  string
+	store Store
+	opts  Options
+	log   *zap.Logger
+
+	mu      sync.Mutex
+	pol     Policy
+	pending Request
+	state   *State
+	version uint64
+	status  Status
+	wake    chan struct{}
+
+	publishedKID string
+}
+
+// Status is a keyset's health as /readyz and status report it.
+type Status struct {
+	Loaded bool
+	// LastError is the last step's error, nil after a success.
+	LastError error
+	// FailingSince is when steps started failing; zero while they succeed.
+	FailingSince time.Time
+	// NextChange is when the next time-based change is due.
+	NextChange time.Time
+}
+
+// NewKeyset returns a runner for keyset name; call Start, then Run.
+func NewKeyset(name string, pol Policy, store Store, opts Options) *Keyset {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.OnCommit == nil {
+		opts.OnCommit = func(State, []Change) {}
+	}
+	return &Keyset{
+		name:  name,
+		store: store,
+		opts:  opts,
+		pol:   pol,
+		log:   opts.Log.With(zap.String("keyset", name)),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// Name returns the keyset's name.
+func (k *Keyset) Name() string { return k.name }
+
+// Start loads the keyset's state, or creates the first current and next keys when the
+// keyset has never been started, and brings the issuers' current key up to date. A
+// state it cannot read stops it: keyd never writes over a state it does not understand.
+func (k *Keyset) Start(ctx context.Context) error {
+	doc, version, err := k.store.Load(ctx)
+	switch {
+	case errors.Is(err, backends.ErrNotFound):
+		k.log.Info("first start: creating current and next keys",
+			zap.String("location", k.store.Location()))
+	case err != nil:
+		return fmt.Errorf("keyset %q: %w", k.name, err)
+	default:
+		s, err := Decode(doc, k.name)
+		if err != nil {
+			return fmt.Errorf("keyset %q: %s: %w", k.name, k.store.Location(), err)
+		}
+		if _, err := k.store.GetKey(ctx, s.InPhase(Current).KID); err != nil {
+			return fmt.Errorf("keyset %q: private key of current key %s: %w",
+				k.name, s.InPhase(Current).KID, err)
+		}
+		k.commit(s, version, nil)
+	}
+	if err := k.Step(ctx, Request{}); err != nil {
+		return err
+	}
+	return k.cleanOrphans(ctx)
+}
+
+// Run carries out due changes and requests until ctx ends. Failed steps are retried with
+// backoff; the last committed state stays served meanwhile. A step under way when ctx
+// ends is finished, not cut short.
+func (k *Keyset) Run(ctx context.Context) {
+	work := context.WithoutCancel(ctx)
+	backoff := time.Duration(0)
+	lastRefresh := k.opts.Now()
+	for {
+		wait := k.untilNextChange()
+		if backoff > 0 {
+			wait = min(wait, backoff)
+		}
+		if k.opts.Refresh > 0 {
+			wait = min(wait, max(0, lastRefresh.Add(k.opts.Refresh).Sub(k.opts.Now())))
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		case <-k.wake:
+			timer.Stop()
+		}
+
+		if k.opts.Refresh > 0 && !k.opts.Now().Before(lastRefresh.Add(k.opts.Refresh)) {
+			lastRefresh = k.opts.Now()
+			if err := k.refresh(work); err != nil {
+				k.fail(err)
+				backoff = nextBackoff(backoff)
+				continue
+			}
+		}
+		req := k.takeRequest()
+		if err := k.Step(work, req); err != nil {
+			k.requeue(req)
+			backoff = nextBackoff(backoff)
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// Request asks for a rotation or revocation; it is carried out by Run as soon as the
+// current step, if any, has finished.
+func (k *Keyset) Request(req Request) {
+	k.mu.Lock()
+	k.pending = k.pending.Merge(req)
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetPolicy replaces the rotation policy (after a configuration reload).
+func (k *Keyset) SetPolicy(pol Policy) {
+	k.mu.Lock()
+	k.pol = pol
+	k.mu.Unlock()
+	k.Request(Request{})
+}
+
+// State returns the last committed state, or false before the first load.
+func (k *Keyset) State() (State, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state == nil {
+		return State{}, false
+	}
+	return k.state.Clone(), true
+}
+
+// Status returns the keyset's health.
+func (k *Keyset) Status() Status {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.status
+}
+
+func (k *Keyset) takeRequest() Request {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	req := k.pending
+	k.pending = Request{}
+	return req
+}
+
+func (k *Keyset) requeue(req Request) {
+	k.mu.Lock()
+	k.pending = req.Merge(k.pending)
+	k.mu.Unlock()
+}
+
+func (k *Keyset) untilNextChange() time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state == nil {
+		return retryInitial
+	}
+	return max(0, k.status.NextChange.Sub(k.opts.Now()))
+}
+
+func (k *Keyset) fail(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	changed := k.status.LastError == nil || k.status.LastError.Error() != err.Error()
+	if k.status.FailingSince.IsZero() {
+		k.status.FailingSince = k.opts.Now()
+	}
+	k.status.LastError = err
+	if changed {
+		k.log.Error("keyset step failed; will retry", zap.Error(err))
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	d = max(retryInitial, min(retryMax, 2*d))
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,217 @@
+package rotation
+
+import (
+	"slices"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Policy is a keyset's rotation policy, taken from its configuration.
+type Policy struct {
+	Algorithm   string
+	RSABits     int
+	Schedule    cron.Schedule
+	PublishLead time.Duration
+	Grace       time.Duration
+}
+
+// Request is an operator's ask: rotate now (respecting publish_lead unless Immediate), or
+// revoke a key.
+type Request struct {
+	Rotate    bool
+	Immediate bool
+	Revoke    string
+}
+
+// Merge folds a later request into r, so that requests arriving during a rotation add
+// up to at most one more.
+func (r Request) Merge(later Request) Request {
+	r.Rotate = r.Rotate || later.Rotate
+	r.Immediate = r.Immediate || later.Immediate
+	if later.Revoke != "" {
+		r.Revoke = later.Revoke
+	}
+	return r
+}
+
+// Decision is what is due for a keyset at one moment.
+type Decision struct {
+	// Bootstrap creates a current and a next key together (the very first start).
+	Bootstrap bool
+	// Promote makes next current, retires the old current and creates a new next.
+	Promote bool
+	// Defer records a rotation request that must wait for publish_lead.
+	Defer bool
+	// Revoke removes this kid at once.
+	Revoke string
+	// Remove lists retired keys whose grace has ended.
+	Remove []string
+}
+
+// Empty reports whether nothing is due.
+func (d Decision) Empty() bool {
+	return !d.Bootstrap && !d.Promote && !d.Defer && d.Revoke == "" && len(d.Remove) == 0
+}
+
+// NewKeys returns how many fresh keys Apply needs for d.
+func (d Decision) NewKeys() int {
+	switch {
+	case d.Bootstrap:
+		return 2
+	case d.Promote:
+		return 1
+	}
+	return 0
+}
+
+// Plan decides what is due at now for a keyset in state s (nil: nothing stored yet).
+func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
+	if s == nil {
+		return Decision{Bootstrap: true}
+	}
+	var d Decision
+	if req.Revoke != "" && s.Find(req.Revoke) != nil {
+		d.Revoke = req.Revoke
+		if s.Find(req.Revoke).Phase != Retired {
+			// Revoking current or next leaves the keyset one key short: promote at once.
+			d.Promote = true
+		}
+	}
+	for _, k := range s.Keys {
+		if k.Phase == Retired && !now.Before(k.ExpiresAt) && k.KID != d.Revoke {
+			d.Remove = append(d.Remove, k.KID)
+		}
+	}
+	if d.Promote {
+		return d
+	}
+
+	due := promotionDue(s, pol)
+	switch {
+	case req.Rotate && req.Immediate:
+		d.Promote = true
+	case !now.Before(due) && nextReady(s, pol, now):
+		d.Promote = true
+	case req.Rotate && s.RequestedAt.IsZero():
+		if nextReady(s, pol, now) {
+			d.Promote = true
+		} else {
+			d.Defer = true
+		}
+	}
+	return d
+}
+
+// Apply carries decision d out on a copy of s at now. A retired key's removal time is fixed
+// when it retires (pol.Grace from then), so a later, shorter grace never cuts it short, using fresh keys (d.NewKeys() of
+// them, each with KID, Alg and Public set). It returns the new state and the changes in
+// the order they happened.
+func Apply(s *State, keyset string, pol Policy, d Decision, fresh []Key,
+	now time.Time,
+) (State, []Change) {
+	var out State
+	if s != nil {
+		out = s.Clone()
+	} else {
+		out = State{Version: StateVersion, Keyset: keyset}
+	}
+	var changes []Change
+	take := func(p Phase) Key {
+		k := fresh[0]
+		fresh = fresh[1:]
+		k.Phase, k.PublishedAt = p, now
+		changes = append(changes, Change{Type: Published, Key: k})
+		return k
+	}
+
+	if d.Bootstrap {
+		cur := take(Current)
+		cur.ActivatedAt = now
+		out.Keys = append(out.Keys, cur, take(Next))
+		changes = append(changes, Change{Type: Activated, Key: cur})
+		out.RotatedAt = now
+	}
+	if d.Revoke != "" {
+		if k := out.Find(d.Revoke); k != nil {
+			changes = append(changes, Change{Type: Revoked, Key: *k})
+			out.Keys = slices.DeleteFunc(out.Keys, func(k Key) bool { return k.KID == d.Revoke })
+		}
+	}
+	for _, kid := range d.Remove {
+		if k := out.Find(kid); k != nil {
+			changes = append(changes, Change{Type: Removed, Key: *k})
+			out.Keys = slices.DeleteFunc(out.Keys, func(k Key) bool { return k.KID == kid })
+		}
+	}
+	if d.Promote {
+		changes = append(changes, promote(&out, take, pol.Grace, now)...)
+	}
+	if d.Defer {
+		out.RequestedAt = now
+	}
+	return out, changes
+}
+
+// promote makes the next key current (or, when next was revoked, a fresh key), retires the
+// old current key, and publishes a fresh next key.
+func promote(s *State, take func(Phase) Key, grace time.Duration, now time.Time) []Change {
+	var changes []Change
+	previous := ""
+	if old := s.InPhase(Current); old != nil {
+		previous = old.KID
+		old.Phase, old.RetiredAt = Retired, now
+		old.ExpiresAt = now.Add(grace)
+		changes = append(changes, Change{Type: RetiredChange, Key: *old})
+	}
+	next := s.InPhase(Next)
+	if next == nil {
+		// The next key was revoked: a fresh key must sign, there is none better.
+		s.Keys = append(s.Keys, take(Next))
+		next = &s.Keys[len(s.Keys)-1]
+	}
+	next.Phase, next.ActivatedAt = Current, now
+	changes = append(changes, Change{Type: Activated, Key: *next, PreviousKID: previous})
+	if s.InPhase(Next) == nil {
+		s.Keys = append(s.Keys, take(Next))
+	}
+	s.RotatedAt, s.RequestedAt = now, time.Time{}
+	return changes
+}
+
+// WakeAt returns when the next time-based change is due for s: a promotion (scheduled or
+// requested, never before the next key has been published for publish_lead) or a
+// retired key's grace ending.
+func WakeAt(s *State, pol Policy) time.Time {
+	wake := promotionDue(s, pol)
+	if next := s.InPhase(Next); next != nil {
+		wake = later(wake, next.PublishedAt.Add(pol.PublishLead))
+	}
+	for _, k := range s.Keys {
+		if k.Phase == Retired && k.ExpiresAt.Before(wake) {
+			wake = k.ExpiresAt
+		}
+	}
+	return wake
+}
+
+// promotionDue returns when the schedule (or a waiting request) asks for the next promotion.
+func promotionDue(s *State, pol Policy) time.Time {
+	due := pol.Schedule.Next(s.RotatedAt)
+	if !s.RequestedAt.IsZero() && (due.IsZero() || s.RequestedAt.Before(due)) {
+		due = s.RequestedAt
+	}
+	return due
+}
+
+func nextReady(s *State, pol Policy, now time.Time) bool {
+	next := s.InPhase(Next)
+	return next == nil || !now.Before(next.PublishedAt.Add(pol.PublishLead))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

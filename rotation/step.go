@@ -1,0 +1,235 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keyd-io/keyd/backends"
+	"github.com/keyd-io/keyd/keys"
+)
+
+// Step carries out whatever is due now, plus req, as one committed change. The order
+// makes a crash at any point safe: fresh private keys are stored before any state names
+// them; the state is written with check-and-set; the issuers' current key is replaced
+// only after the commit; private keys of removed keys are deleted last.
+func (k *Keyset) Step(ctx context.Context, req Request) error {
+	err := k.step(ctx, req)
+	if err != nil {
+		k.fail(err)
+		return err
+	}
+	k.mu.Lock()
+	k.status.LastError, k.status.FailingSince = nil, time.Time{}
+	k.mu.Unlock()
+	return nil
+}
+
+func (k *Keyset) step(ctx context.Context, req Request) error {
+	k.mu.Lock()
+	pol, prev, version := k.pol, k.state, k.version
+	k.mu.Unlock()
+	now := k.opts.Now()
+
+	d := Plan(prev, pol, now, req)
+	if d.Empty() {
+		return k.publishCurrent(ctx)
+	}
+	fresh, err := k.createKeys(ctx, pol, d.NewKeys())
+	if err != nil {
+		return err
+	}
+	pub, err := publicOf(fresh)
+	if err != nil {
+		return fmt.Errorf("keyset %q: %w", k.name, err)
+	}
+	next, changes := Apply(prev, k.name, pol, d, pub, now)
+	doc, err := next.Encode()
+	if err != nil {
+		return err
+	}
+	newVersion, err := k.store.Save(ctx, doc, version)
+	if errors.Is(err, backends.ErrConflict) {
+		// Another replica changed the state first: its change stands, ours is dropped.
+		k.log.Info("state changed elsewhere; dropping this change and reloading",
+			zap.String("location", k.store.Location()))
+		k.deleteKeys(ctx, fresh)
+		return k.refresh(ctx)
+	}
+	if err != nil {
+		// An unconfirmed write may still have landed, so the fresh keys stay; the orphan
+		// sweep removes them later if no state names them.
+		return fmt.Errorf("keyset %q: save state: %w", k.name, err)
+	}
+
+	k.commit(next, newVersion, changes)
+	k.logChanges(changes)
+	if d.Defer {
+		k.log.Info("rotation requested; the next key must be published for publish_lead first",
+			zap.String("kid", next.InPhase(Next).KID),
+			zap.Time("promote_at", WakeAt(&next, pol)))
+	}
+	for _, c := range changes {
+		if c.Type == Removed || c.Type == Revoked {
+			if err := k.store.DeleteKey(ctx, c.Key.KID); err != nil {
+				k.log.Warn("delete private key; the orphan sweep will retry",
+					zap.String("kid", c.Key.KID), zap.Error(err))
+			}
+		}
+	}
+	return k.publishCurrent(ctx)
+}
+
+// commit makes s the served state and tells OnCommit.
+func (k *Keyset) commit(s State, version uint64, changes []Change) {
+	k.mu.Lock()
+	k.state, k.version = &s, version
+	k.status.Loaded = true
+	k.status.NextChange = WakeAt(&s, k.pol)
+	k.mu.Unlock()
+	k.opts.OnCommit(s.Clone(), changes)
+}
+
+// refresh re-reads the stored state and adopts it when another replica changed it.
+func (k *Keyset) refresh(ctx context.Context) error {
+	doc, version, err := k.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("keyset %q: reload state: %w", k.name, err)
+	}
+	k.mu.Lock()
+	same := k.state != nil && version == k.version
+	k.mu.Unlock()
+	if same {
+		return nil
+	}
+	s, err := Decode(doc, k.name)
+	if err != nil {
+		return fmt.Errorf("keyset %q: %s: %w", k.name, k.store.Location(), err)
+	}
+	k.commit(s, version, nil)
+	return k.publishCurrent(ctx)
+}
+
+// publishCurrent hands the current private key to issuers unless it already has been.
+func (k *Keyset) publishCurrent(ctx context.Context) error {
+	k.mu.Lock()
+	cur := k.state.InPhase(Current)
+	k.mu.Unlock()
+	if cur.KID == k.publishedKID {
+		return nil
+	}
+	data, err := k.store.GetKey(ctx, cur.KID)
+	if err != nil {
+		return fmt.Errorf("keyset %q: read current key %s: %w", k.name, cur.KID, err)
+	}
+	key, err := keys.ParsePrivateJWK(data)
+	if err != nil {
+		return fmt.Errorf("keyset %q: private key %s: %w", k.name, cur.KID, err)
+	}
+	if key.KID != cur.KID {
+		return fmt.Errorf("keyset %q: private key stored as %s is %s", k.name, cur.KID, key.KID)
+	}
+	if err := k.store.PublishCurrent(ctx, key); err != nil {
+		return fmt.Errorf("keyset %q: publish current key %s: %w", k.name, cur.KID, err)
+	}
+	k.publishedKID = cur.KID
+	return nil
+}
+
+// createKeys generates n keys and stores their private halves.
+func (k *Keyset) createKeys(ctx context.Context, pol Policy, n int) ([]*keys.Key, error) {
+	var out []*keys.Key
+	for range n {
+		key, err := keys.Generate(pol.Algorithm, pol.RSABits)
+		if err != nil {
+			return nil, fmt.Errorf("keyset %q: %w", k.name, err)
+		}
+		data, err := key.PrivateJWK()
+		if err != nil {
+			return nil, fmt.Errorf("keyset %q: %w", k.name, err)
+		}
+		if err := k.store.PutKey(ctx, key.KID, data); err != nil {
+			k.deleteKeys(ctx, out)
+			return nil, fmt.Errorf("keyset %q: store private key %s: %w", k.name, key.KID, err)
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+func (k *Keyset) deleteKeys(ctx context.Context, ks []*keys.Key) {
+	for _, key := range ks {
+		if err := k.store.DeleteKey(ctx, key.KID); err != nil {
+			k.log.Warn("delete unused private key; the orphan sweep will retry",
+				zap.String("kid", key.KID), zap.Error(err))
+		}
+	}
+}
+
+// cleanOrphans deletes private keys that no state names (left by a crash between storing
+// a key and committing the state, or between a commit and a deletion).
+func (k *Keyset) cleanOrphans(ctx context.Context) error {
+	stored, err := k.store.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("keyset %q: list private keys: %w", k.name, err)
+	}
+	s, _ := k.State()
+	cutoff := k.opts.Now().Add(-k.opts.OrphanMinAge)
+	for _, sk := range stored {
+		named := slices.ContainsFunc(s.Keys, func(key Key) bool { return key.KID == sk.KID })
+		if named || (k.opts.OrphanMinAge > 0 && sk.CreatedAt.After(cutoff)) {
+			continue
+		}
+		if err := k.store.DeleteKey(ctx, sk.KID); err != nil {
+			return fmt.Errorf("keyset %q: delete orphan private key %s: %w", k.name, sk.KID, err)
+		}
+		k.log.Info("deleted orphan private key", zap.String("kid", sk.KID))
+	}
+	return nil
+}
+
+func (k *Keyset) logChanges(changes []Change) {
+	for _, c := range changes {
+		fields := []zap.Field{
+			zap.String("event", string(c.Type)),
+			zap.String("kid", c.Key.KID),
+			zap.String("alg", c.Key.Alg),
+			zap.Time("published_at", c.Key.PublishedAt),
+		}
+		if !c.Key.ActivatedAt.IsZero() {
+			fields = append(fields, zap.Time("activated_at", c.Key.ActivatedAt))
+		}
+		if !c.Key.ExpiresAt.IsZero() {
+			fields = append(fields, zap.Time("retired_at", c.Key.RetiredAt),
+				zap.Time("expires_at", c.Key.ExpiresAt))
+		}
+		if c.PreviousKID != "" {
+			fields = append(fields, zap.String("previous_kid", c.PreviousKID))
+		}
+		k.log.Info(lifecycleMessage[c.Type], fields...)
+	}
+}
+
+var lifecycleMessage = map[ChangeType]string{
+	Published:     "key published",
+	Activated:     "key activated",
+	RetiredChange: "key retired",
+	Removed:       "key removed",
+	Revoked:       "key revoked",
+}
+
+func publicOf(ks []*keys.Key) ([]Key, error) {
+	out := make([]Key, 0, len(ks))
+	for _, key := range ks {
+		pub, err := key.PublicJWK()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Key{KID: key.KID, Alg: key.Alg, Public: pub})
+	}
+	return out, nil
+}
