@@ -16,7 +16,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/keyd-io/keyd/backends/disk"
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/jwks"
 	"github.com/keyd-io/keyd/rotation"
@@ -32,7 +31,7 @@ type Daemon struct {
 
 	mu       sync.Mutex
 	cfg      *config.Config
-	backend  *disk.Backend
+	backend  storage
 	jwks     *jwks.Handler
 	keysets  map[string]*runner
 	cert     *certificate
@@ -61,14 +60,9 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		keysets: map[string]*runner{},
 		started: time.Now(),
 	}
-	if cfg.Storage.Backend != "disk" {
-		return nil, fmt.Errorf("storage.backend %q: not available in this build", cfg.Storage.Backend)
-	}
-	backend, err := disk.Open(cfg.Storage.Disk.Dir, disk.Options{
-		IssuerFileMode: cfg.Storage.Disk.Mode(),
-	})
+	backend, err := openStorage(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
+		return nil, err
 	}
 	d.backend = backend
 
@@ -141,12 +135,14 @@ func (d *Daemon) Close() {
 
 func (d *Daemon) startKeyset(ctx context.Context, ks *config.Keyset) error {
 	name := ks.Name
-	keyset := rotation.NewKeyset(name, policyOf(ks), d.backend.Keyset(name), rotation.Options{
+	opts := rotation.Options{
 		Log: d.log,
-		OnCommit: func(s rotation.State, _ []rotation.Change) {
-			d.jwks.Publish(name, s, d.maxAge(name))
+		OnCommit: func(s rotation.State, changes []rotation.Change) {
+			d.onCommit(name, s, changes)
 		},
-	})
+	}
+	d.backend.Tune(&opts)
+	keyset := rotation.NewKeyset(name, policyOf(ks), d.backend.Keyset(name), opts)
 	if err := keyset.Start(ctx); err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ const (
 	retryMax     = time.Minute
 )
 
+// ErrUnknownKID means a request named a kid the keyset does not hold.
+var ErrUnknownKID = errors.New("no such kid in this keyset")
+
 // Store keeps one keyset's state document and private keys. Implementations live in
 // backends/*; all of them pass backends/backendtest.
 type Store interface {
@@ -70,6 +73,7 @@ type Keyset struct {
 	mu      sync.Mutex
 	pol     Policy
 	pending Request
+	waiters []chan error
 	state   *State
 	version uint64
 	status  Status
@@ -174,13 +178,44 @@ func (k *Keyset) Run(ctx context.Context) {
 				continue
 			}
 		}
-		req := k.takeRequest()
-		if err := k.Step(work, req); err != nil {
-			k.requeue(req)
+		req, waiters := k.takeRequest()
+		err := k.Step(work, req)
+		for _, w := range waiters {
+			w <- err
+		}
+		if err != nil {
+			if len(waiters) == 0 {
+				k.requeue(req)
+			}
 			backoff = nextBackoff(backoff)
 			continue
 		}
 		backoff = 0
+	}
+}
+
+// Do carries req out and waits for the step that includes it. A revocation of a kid the
+// keyset does not hold fails at once. Unlike Request, a failed step is not retried: the
+// caller (an operator at the admin socket) is told and decides.
+func (k *Keyset) Do(ctx context.Context, req Request) error {
+	k.mu.Lock()
+	if req.Revoke != "" && (k.state == nil || k.state.Find(req.Revoke) == nil) {
+		k.mu.Unlock()
+		return fmt.Errorf("keyset %q: revoke %s: %w", k.name, req.Revoke, ErrUnknownKID)
+	}
+	done := make(chan error, 1)
+	k.pending = k.pending.Merge(req)
+	k.waiters = append(k.waiters, done)
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -221,12 +256,12 @@ func (k *Keyset) Status() Status {
 	return k.status
 }
 
-func (k *Keyset) takeRequest() Request {
+func (k *Keyset) takeRequest() (Request, []chan error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	req := k.pending
-	k.pending = Request{}
-	return req
+	req, waiters := k.pending, k.waiters
+	k.pending, k.waiters = Request{}, nil
+	return req, waiters
 }
 
 func (k *Keyset) requeue(req Request) {
