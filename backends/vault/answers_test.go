@@ -98,7 +98,7 @@ func TestAnswers(t *testing.T) {
 		{
 			name:   "a check-and-set mismatch is a conflict",
 			status: http.StatusBadRequest,
-			body: `{"errors":["check-and-set parameter did not match the current version"]}`,
+			body:   `{"errors":["check-and-set parameter did not match the current version"]}`,
 			op: func(ctx context.Context, s *Store) error {
 				_, err := s.Save(ctx, []byte("{}"), 4)
 				return err
