@@ -177,9 +177,8 @@ func (s *session) watch(ctx context.Context) {
 
 // relogin logs in until it succeeds or ctx ends, waiting longer after each failure.
 func (s *session) relogin(ctx context.Context) {
-	wait := time.Duration(0)
 	var lastErr string
-	for {
+	for attempt := 0; ; attempt++ {
 		err := s.login(ctx)
 		if err == nil {
 			return
@@ -188,17 +187,20 @@ func (s *session) relogin(ctx context.Context) {
 			s.log.Error("Vault login failed; will retry", zap.Error(err))
 			lastErr = err.Error()
 		}
-		wait = loginBackoff(wait)
-		if !s.sleep(ctx, wait) {
+		if !s.sleep(ctx, loginBackoff(attempt)) {
 			return
 		}
 	}
 }
 
-// loginBackoff returns the wait after one more failed login: doubling from
-// loginRetryInitial up to loginRetryMax, with the upper half jittered.
-func loginBackoff(prev time.Duration) time.Duration {
-	d := max(loginRetryInitial, min(loginRetryMax, 2*prev))
+// loginBackoff returns the wait after failed login number attempt (from 0): it doubles
+// from loginRetryInitial up to loginRetryMax, and a random half of it is jitter, so that
+// replicas that lost Vault together do not come back together.
+func loginBackoff(attempt int) time.Duration {
+	d := loginRetryMax
+	if attempt < 16 {
+		d = min(loginRetryMax, loginRetryInitial<<attempt)
+	}
 	return d/2 + rand.N(d/2+1)
 }
 
