@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -207,4 +208,52 @@ func TestRunnerRevokeUnknownKID(t *testing.T) {
 			t.Fatal("revoking an unknown kid succeeded")
 		}
 	})
+}
+
+func TestStartRefusesCorruptStateUntouched(t *testing.T) {
+	tests := []struct {
+		name    string
+		state   string
+		wantMsg string
+	}{
+		{name: "not JSON", state: "{not json", wantMsg: "decode state"},
+		{name: "unknown version", state: `{"version": 9, "keyset": "api", "keys": []}`,
+			wantMsg: "state version 9 is not supported"},
+		{name: "no current key", state: `{"version": 1, "keyset": "api", "keys": []}`,
+			wantMsg: "0 current keys"},
+		{name: "another keyset's state", state: `{"version": 1, "keyset": "web", "keys": []}`,
+			wantMsg: `belongs to keyset "web"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "api", "state.json")
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(tc.state), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b, err := disk.Open(dir, disk.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			ks := rotation.NewKeyset("api", policy(t, "@daily", time.Hour, time.Hour),
+				b.Keyset("api"), rotation.Options{})
+			err = ks.Start(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) ||
+				!strings.Contains(err.Error(), path) {
+				t.Fatalf("Start: %v, want an error naming %s and saying %q", err, path, tc.wantMsg)
+			}
+			after, _ := os.ReadFile(path)
+			if string(after) != tc.state {
+				t.Fatal("the refused state file was changed")
+			}
+			if entries, _ := os.ReadDir(filepath.Join(dir, "api")); len(entries) != 1 {
+				t.Fatalf("keyset dir holds %d entries after a refused start, want only state.json",
+					len(entries))
+			}
+		})
+	}
 }
