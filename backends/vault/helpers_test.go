@@ -44,7 +44,7 @@ func fill(t *testing.T, srv *vaulttest.Server, opts vault.Options) vault.Options
 	return opts
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(path, []byte(content+"\n"), 0o600); err != nil {
