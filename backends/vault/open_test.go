@@ -132,3 +132,37 @@ func TestOpenRefusesSealed(t *testing.T) {
 		t.Fatalf("Open error = %v, want it to contain %q", err, want)
 	}
 }
+
+// TestOpenTLS checks that ca_cert is what makes Vault's certificate trusted.
+func TestOpenTLS(t *testing.T) {
+	srv := vaulttest.StartDevTLS(t)
+	tests := []struct {
+		name    string
+		caCert  string
+		wantErr string
+	}{
+		{name: "trusted with ca_cert", caCert: srv.CACert},
+		{name: "untrusted without", wantErr: "certificate"},
+		{name: "missing file", caCert: "/nonexistent/ca.pem", wantErr: "storage.vault.ca_cert"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("VAULT_CACERT", "")
+			b, err := vault.Open(t.Context(), fill(t, srv, vault.Options{CACert: tc.caCert}))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				b.Close()
+				return
+			}
+			if err == nil {
+				b.Close()
+				t.Fatalf("Open succeeded, want an error containing %q", tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Open error = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}

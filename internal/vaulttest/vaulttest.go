@@ -34,6 +34,8 @@ type Server struct {
 	// Addr is the server's URL; RootToken a token with every capability.
 	Addr      string
 	RootToken string
+	// CACert is the CA certificate file a TLS server's certificate is issued by.
+	CACert string
 
 	args      []string
 	home      string
@@ -74,6 +76,31 @@ func StartDev(t testing.TB) *Server {
 	s.args = []string{"server", "-dev", "-dev-listen-address=" + addr,
 		"-dev-root-token-id=" + s.RootToken, "-dev-no-store-token"}
 	s.start()
+	s.waitActive()
+	return s
+}
+
+// StartDevTLS starts a dev server that serves HTTPS with a certificate from a CA it
+// generates into CACert.
+func StartDevTLS(t testing.TB) *Server {
+	t.Helper()
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	s := &Server{
+		t:         t,
+		Addr:      "https://" + addr,
+		RootToken: randomID(t),
+		CACert:    filepath.Join(dir, "vault-ca.pem"),
+		home:      t.TempDir(),
+	}
+	s.args = []string{"server", "-dev", "-dev-tls", "-dev-tls-cert-dir=" + dir,
+		"-dev-listen-address=" + addr, "-dev-root-token-id=" + s.RootToken,
+		"-dev-no-store-token"}
+	s.start()
+	s.waitFor("vault to write its CA certificate", func() bool {
+		info, err := os.Stat(s.CACert)
+		return err == nil && info.Size() > 0
+	})
 	s.waitActive()
 	return s
 }
@@ -263,6 +290,11 @@ func (s *Server) anonClient() *api.Client {
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
 	cfg.Timeout = 5 * time.Second
+	if s.CACert != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		s.t.Fatal(err)
