@@ -81,7 +81,7 @@ func (s *session) loginToken(ctx context.Context) (*api.Secret, error) {
 	self, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("storage.vault.auth: the token from %s is not valid: %w",
-			setting, err)
+			setting, concise(err))
 	}
 	if self == nil || self.Data == nil {
 		return nil, fmt.Errorf("storage.vault.auth: looking up the token from %s gave no "+
@@ -118,7 +118,7 @@ func (s *session) loginAppRole(ctx context.Context) (*api.Secret, error) {
 	secret, err := anon.Logical().WriteWithContext(ctx, "auth/approle/login",
 		map[string]any{"role_id": roleID, "secret_id": secretID})
 	if err != nil {
-		return nil, fmt.Errorf("storage.vault.auth: approle login: %w", err)
+		return nil, fmt.Errorf("storage.vault.auth: approle login: %w", concise(err))
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return nil, fmt.Errorf("storage.vault.auth: approle login returned no token%s",

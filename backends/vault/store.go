@@ -60,7 +60,7 @@ func (s *Store) Load(ctx context.Context) ([]byte, uint64, error) {
 	case errors.Is(err, backends.ErrNotFound):
 		return nil, 0, s.checkNoCurrent(ctx)
 	case err != nil:
-		return nil, 0, fmt.Errorf("read state: %w", err)
+		return nil, 0, err
 	}
 	doc, ok := fields[fieldState].(string)
 	if !ok {
@@ -119,7 +119,7 @@ func (s *Store) GetKey(ctx context.Context, kid string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, backends.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read private key: %w", err)
+		return nil, err
 	}
 	jwk, ok := fields[fieldJWK].(string)
 	if !ok {
@@ -136,7 +136,7 @@ func (s *Store) DeleteKey(ctx context.Context, kid string) error {
 	}
 	path := s.layout.metadata(s.keyset, "keys", kid)
 	if _, err := s.client.Logical().DeleteWithContext(ctx, path); err != nil {
-		return fmt.Errorf("destroy %s: %w", path, err)
+		return fmt.Errorf("destroy %s: %w", path, concise(err))
 	}
 	return nil
 }
@@ -156,7 +156,7 @@ func (s *Store) ListKeys(ctx context.Context) ([]backends.StoredKey, error) {
 		path := s.layout.metadata(s.keyset, "keys", kid)
 		meta, err := s.client.Logical().ReadWithContext(ctx, path)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, fmt.Errorf("read %s: %w", path, concise(err))
 		}
 		if meta == nil || meta.Data == nil {
 			// Destroyed between the listing and now.
@@ -210,7 +210,7 @@ func (s *Store) checkNoCurrent(ctx context.Context) error {
 	case errors.Is(err, backends.ErrNotFound) && !errors.Is(err, errDeleted):
 		return fmt.Errorf("%s: %w", s.Location(), backends.ErrNotFound)
 	case err != nil && !errors.Is(err, errDeleted):
-		return fmt.Errorf("read %s: %w", path, err)
+		return err
 	}
 	return fmt.Errorf("%s is missing but %s exists: refusing to create new keys over a "+
 		"keyset whose state is lost; restore the state or delete the keyset's secrets",
@@ -224,7 +224,7 @@ func (s *Store) checkNoCurrent(ctx context.Context) error {
 func (s *Store) read(ctx context.Context, path string) (map[string]any, uint64, error) {
 	secret, err := s.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", path, err)
+		return nil, 0, fmt.Errorf("read %s: %w", path, concise(err))
 	}
 	if secret == nil {
 		return nil, 0, fmt.Errorf("%s: %w", path, backends.ErrNotFound)
@@ -257,7 +257,7 @@ func (s *Store) read(ctx context.Context, path string) (map[string]any, uint64, 
 func (s *Store) list(ctx context.Context, path string) ([]string, error) {
 	secret, err := s.client.Logical().ListWithContext(ctx, path)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", path, err)
+		return nil, fmt.Errorf("list %s: %w", path, concise(err))
 	}
 	if secret == nil {
 		return nil, nil
@@ -288,7 +288,7 @@ func (s *Store) keyPath(kid string) (string, error) {
 // failed or Vault did not say that it happened.
 func confirmed(secret *api.Secret, err error) (uint64, error) {
 	if err != nil {
-		return 0, err
+		return 0, concise(err)
 	}
 	if secret == nil || secret.Data == nil {
 		return 0, fmt.Errorf("Vault did not confirm the write%s", warnings(secret))
@@ -325,4 +325,27 @@ func number(v any) (uint64, error) {
 		return 0, errors.New("missing")
 	}
 	return 0, fmt.Errorf("%v is not a number", v)
+}
+
+// responseError is Vault's error answer on one line: status and messages, without the
+// request dump the API client adds. The client's error stays reachable with errors.As.
+type responseError struct{ *api.ResponseError }
+
+func (e responseError) Error() string {
+	msgs := strings.Join(e.Errors, "; ")
+	if msgs == "" {
+		msgs = http.StatusText(e.StatusCode)
+	}
+	return fmt.Sprintf("Vault answered %d: %s", e.StatusCode, msgs)
+}
+
+func (e responseError) Unwrap() error { return e.ResponseError }
+
+// concise shortens Vault's error answers; other errors pass unchanged.
+func concise(err error) error {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return responseError{re}
+	}
+	return err
 }

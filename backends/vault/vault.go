@@ -151,7 +151,7 @@ func checkHealth(ctx context.Context, client *api.Client) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("storage.vault.address: cannot reach Vault at %s: %w",
-			client.Address(), err)
+			client.Address(), concise(err))
 	case !h.Initialized:
 		return fmt.Errorf("storage.vault.address: Vault at %s is not initialised",
 			client.Address())
@@ -167,7 +167,7 @@ func checkHealth(ctx context.Context, client *api.Client) error {
 func checkMount(ctx context.Context, client *api.Client, l layout) error {
 	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+l.mount)
 	if err != nil {
-		return fmt.Errorf("storage.vault.mount: look up mount %q: %w", l.mount, err)
+		return fmt.Errorf("storage.vault.mount: look up mount %q: %w", l.mount, concise(err))
 	}
 	if s == nil || s.Data == nil {
 		return fmt.Errorf("storage.vault.mount: %q is not a mount this token can see%s",
@@ -224,7 +224,7 @@ func checkCapabilities(ctx context.Context, client *api.Client, l layout, keyset
 			have, err := client.Sys().CapabilitiesSelfWithContext(ctx, p)
 			if err != nil {
 				return fmt.Errorf("storage.vault.auth: look up the token's capabilities on %s: %w",
-					p, err)
+					p, concise(err))
 			}
 			if missing := lacking(have, n.caps); len(missing) > 0 {
 				errs = append(errs, fmt.Errorf("%s: missing %s", p, strings.Join(missing, ", ")))

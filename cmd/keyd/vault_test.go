@@ -251,10 +251,13 @@ func TestVaultOutage(t *testing.T) {
 			tag := etag(p)
 
 			tc.down()
+			var ready string
 			p.WaitFor("/readyz to report the storage failure", func() bool {
 				code, body := readyStatus(p)
+				ready = body
 				return code == http.StatusServiceUnavailable && strings.Contains(body, tc.problem)
 			})
+			t.Logf("/readyz while Vault is %s: %s", tc.name, ready)
 			signalled := strings.Count(p.Log(), "SIGUSR1")
 			p.Signal(syscall.SIGUSR1)
 			p.WaitFor("keyd to take the signal", func() bool {
