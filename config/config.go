@@ -107,8 +107,17 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Default()
 	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes, defaults and validates a configuration read from path.
+func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path}
-	md, err := toml.DecodeFile(path, cfg)
+	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %s", path, decodeError(err))
 	}
