@@ -26,6 +26,10 @@ const (
 	fieldPEM   = "pem"
 )
 
+// publishAttempts bounds the retries of a current-key write that keeps losing its
+// check-and-set to other replicas.
+const publishAttempts = 5
+
 // kidPattern is the shape of an RFC 7638 SHA-256 thumbprint in base64url; anything else
 // is refused before it can become a path.
 var kidPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
@@ -171,7 +175,11 @@ func (s *Store) ListKeys(ctx context.Context) ([]backends.StoredKey, error) {
 	return out, nil
 }
 
-// PublishCurrent writes the current key for issuers: kid, alg, the private JWK and PKCS#8 PEM.
+// PublishCurrent writes the current key for issuers: kid, alg, the private JWK and PKCS#8
+// PEM. A replica working from an older state never overwrites what a newer one published:
+// when the stored state names another current key, nothing is written (the replica that
+// committed that state publishes its key), and the write is a check-and-set on the
+// version read before the state was.
 func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 	jwk, err := k.PrivateJWK()
 	if err != nil {
@@ -182,18 +190,67 @@ func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 		return err
 	}
 	path := s.layout.data(s.keyset, "current")
-	secret, err := s.client.Logical().WriteWithContext(ctx, path, map[string]any{
-		"data": map[string]any{
-			fieldKID: k.KID,
-			fieldAlg: k.Alg,
-			fieldJWK: string(jwk),
-			fieldPEM: string(pem),
-		},
-	})
-	if _, err := confirmed(secret, err); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	for range publishAttempts {
+		// The current secret's version is read before the state: any commit the state read
+		// misses happened after it, so that commit's publication makes this write lose.
+		_, version, err := s.read(ctx, path)
+		if err != nil && !errors.Is(err, backends.ErrNotFound) {
+			return err
+		}
+		committed, err := s.committedCurrent(ctx)
+		if err != nil {
+			return err
+		}
+		if committed != "" && committed != k.KID {
+			return nil
+		}
+		secret, err := s.client.Logical().WriteWithContext(ctx, path, map[string]any{
+			"options": map[string]any{"cas": version},
+			"data": map[string]any{
+				fieldKID: k.KID,
+				fieldAlg: k.Alg,
+				fieldJWK: string(jwk),
+				fieldPEM: string(pem),
+			},
+		})
+		if isCASMismatch(err) {
+			continue
+		}
+		if _, err := confirmed(secret, err); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("write %s: changed under every one of %d attempts", path, publishAttempts)
+}
+
+// committedCurrent returns the kid the stored state names current; "" when there is no
+// state or it names none.
+func (s *Store) committedCurrent(ctx context.Context) (string, error) {
+	fields, _, err := s.read(ctx, s.layout.data(s.keyset, fieldState))
+	if errors.Is(err, backends.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	doc, _ := fields[fieldState].(string)
+	// Only the phases are needed here; the rotation engine decodes and checks the rest.
+	var st struct {
+		Keys []struct {
+			KID   string `json:"kid"`
+			Phase string `json:"state"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(doc), &st); err != nil {
+		return "", nil
+	}
+	for _, key := range st.Keys {
+		if key.Phase == "current" {
+			return key.KID, nil
+		}
+	}
+	return "", nil
 }
 
 // CurrentPath returns the logical path issuers read the current key from.

@@ -88,3 +88,53 @@ func TestLoadWithoutState(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishCurrentNeverGoesBack checks that a replica publishing from an older state
+// does not replace the issuers' key published for a newer one.
+func TestPublishCurrentNeverGoesBack(t *testing.T) {
+	srv := vaulttest.StartDev(t)
+	b := openBackend(t, srv, vault.Options{Prefix: "publish"})
+	s := b.Keyset("default")
+	older, newer := newKey(t), newKey(t)
+	stateNaming := func(current *keys.Key) []byte {
+		return []byte(`{"version":1,"keyset":"default","keys":[{"kid":"` + current.KID +
+			`","state":"current"}]}`)
+	}
+	issued := func() string {
+		t.Helper()
+		secret, err := srv.Client().KVv2("secret").Get(t.Context(), "publish/default/current")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret.Data["kid"].(string)
+	}
+
+	v, err := s.Save(t.Context(), stateNaming(older), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishCurrent(t.Context(), older); err != nil {
+		t.Fatalf("publish the committed current key: %v", err)
+	}
+	if _, err := s.Save(t.Context(), stateNaming(newer), v); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishCurrent(t.Context(), newer); err != nil {
+		t.Fatalf("publish the newly committed current key: %v", err)
+	}
+	if err := s.PublishCurrent(t.Context(), older); err != nil {
+		t.Fatalf("a stale publication: %v, want it skipped without error", err)
+	}
+	if got := issued(); got != newer.KID {
+		t.Fatalf("issuers read key %s, want the newer %s", got, newer.KID)
+	}
+}
+
+func newKey(t *testing.T) *keys.Key {
+	t.Helper()
+	k, err := keys.Generate("ES256", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

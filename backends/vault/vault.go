@@ -202,7 +202,7 @@ var needed = []struct {
 	{func(l layout, ks string) string { return l.data(ks, "state") },
 		[]string{"create", "read", "update"}},
 	{func(l layout, ks string) string { return l.data(ks, "current") },
-		[]string{"create", "update"}},
+		[]string{"create", "read", "update"}},
 	{func(l layout, ks string) string { return l.data(ks, "keys", "probe") },
 		[]string{"create", "read", "update"}},
 	{func(l layout, ks string) string { return l.metadata(ks, "keys", "probe") },
