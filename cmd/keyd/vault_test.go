@@ -145,7 +145,8 @@ func waitNextReady(t testing.TB, p *keydtest.Process, srv *vaulttest.Server) {
 // signs, the old current key is retired, and exactly one new key was created.
 func promoted(t *testing.T, before, after rotation.State) {
 	t.Helper()
-	if got, want := after.InPhase(rotation.Current).KID, before.InPhase(rotation.Next).KID; got != want {
+	got, want := after.InPhase(rotation.Current).KID, before.InPhase(rotation.Next).KID
+	if got != want {
 		t.Errorf("current key is %s, want the old next key %s", got, want)
 	}
 	old := after.Find(before.InPhase(rotation.Current).KID)
