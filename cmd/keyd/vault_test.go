@@ -19,12 +19,12 @@ import (
 )
 
 // vaultConfig is a keyd configuration on Vault with a one-second refresh and a
-// one-second publish_lead, so that SIGUSR1 promotes at once after the first second.
-func vaultConfig(t testing.TB, srv *vaulttest.Server, extra string) string {
+// one-second publish_lead, so that SIGUSR1 promotes at once after the first second. auth
+// holds the [storage.vault] auth settings; "" means the root token in token_file.
+func vaultConfig(t testing.TB, srv *vaulttest.Server, auth string) string {
 	t.Helper()
-	token := filepath.Join(t.TempDir(), "vault-token")
-	if err := os.WriteFile(token, []byte(srv.RootToken), 0o600); err != nil {
-		t.Fatal(err)
+	if auth == "" {
+		auth = "auth = \"token\"\ntoken_file = " + quote(writeTemp(t, "vault-token", srv.RootToken))
 	}
 	return fmt.Sprintf(`
 [server]
@@ -38,8 +38,6 @@ backend = "vault"
 address    = %q
 mount      = "secret"
 prefix     = "keyd"
-auth       = "token"
-token_file = %q
 refresh    = "1s"
 %s
 [[keyset]]
@@ -49,8 +47,53 @@ schedule     = "@daily"
 publish_lead = "1s"
 token_ttl    = "10m"
 grace        = "20m"
-`, filepath.Join(t.TempDir(), "admin.sock"), srv.Addr, token, extra)
+`, filepath.Join(t.TempDir(), "admin.sock"), srv.Addr, auth)
 }
+
+// approleAuth enables AppRole on srv with the policy docs/vault.md gives operators and
+// returns the auth settings of a login with it.
+func approleAuth(t testing.TB, srv *vaulttest.Server) string {
+	t.Helper()
+	root := srv.Client()
+	policy := `
+path "secret/data/keyd/*"     { capabilities = ["create", "read", "update"] }
+path "secret/metadata/keyd/*" { capabilities = ["list", "read", "delete"] }
+`
+	if err := root.Sys().PutPolicy("keyd", policy); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Sys().EnableAuthWithOptions("approle",
+		&api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("auth/approle/role/keyd", map[string]any{
+		"token_policies": "keyd", "token_ttl": "1h", "token_max_ttl": "24h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	role, err := root.Logical().Read("auth/approle/role/keyd/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := root.Logical().Write("auth/approle/role/keyd/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("auth = \"approle\"\nrole_id_file = %s\nsecret_id_file = %s\n",
+		quote(writeTemp(t, "role-id", role.Data["role_id"].(string))),
+		quote(writeTemp(t, "secret-id", sid.Data["secret_id"].(string))))
+}
+
+func writeTemp(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
 
 // storedState reads keyset default's committed state and its KV version from Vault.
 func storedState(t testing.TB, srv *vaulttest.Server) (rotation.State, int) {
@@ -172,12 +215,13 @@ func promoted(t *testing.T, before, after rotation.State) {
 // once: exactly one rotation happens, and every replica serves the same JWKS.
 func TestVaultReplicas(t *testing.T) {
 	srv := vaulttest.StartDev(t)
-	config := vaultConfig(t, srv, "")
-	first := keydtest.Start(t, config, keydtest.Options{})
+	// Each replica logs in its own way: token file, VAULT_TOKEN, AppRole.
+	first := keydtest.Start(t, vaultConfig(t, srv, ""), keydtest.Options{})
 	replicas := []*keydtest.Process{
 		first,
-		keydtest.Start(t, config, keydtest.Options{}),
-		keydtest.Start(t, config, keydtest.Options{}),
+		keydtest.Start(t, vaultConfig(t, srv, `auth = "token"`),
+			keydtest.Options{Env: []string{"VAULT_TOKEN=" + srv.RootToken}}),
+		keydtest.Start(t, vaultConfig(t, srv, approleAuth(t, srv)), keydtest.Options{}),
 	}
 	before, _ := storedState(t, srv)
 	sameETag(t, replicas, "")
