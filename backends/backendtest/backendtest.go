@@ -160,6 +160,10 @@ func testKeyRoundTrip(t *testing.T, ctx context.Context, s rotation.Store) {
 	if err := s.PutKey(ctx, k.KID, jwk); err != nil {
 		t.Fatalf("PutKey: %v", err)
 	}
+	// A retried write (its first answer lost) stores the same key again.
+	if err := s.PutKey(ctx, k.KID, jwk); err != nil {
+		t.Fatalf("PutKey of a stored key: %v, want success", err)
+	}
 	got, err := s.GetKey(ctx, k.KID)
 	if err != nil {
 		t.Fatalf("GetKey: %v", err)

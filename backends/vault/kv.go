@@ -98,7 +98,7 @@ func isCASMismatch(err error) bool {
 		return false
 	}
 	for _, msg := range re.Errors {
-		if strings.Contains(msg, "check-and-set") {
+		if strings.Contains(msg, "check-and-set parameter did not match") {
 			return true
 		}
 	}

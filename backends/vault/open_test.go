@@ -33,6 +33,12 @@ func TestOpenRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nothing, err := root.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies: []string{"default"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -88,6 +94,13 @@ func TestOpenRefuses(t *testing.T) {
 				TokenFile: writeFile(t, "narrow-token", narrow.Auth.ClientToken)},
 			wantErr: []string{"storage.vault.auth", "secret/data/keyd/default/state: missing " +
 				"create, update", "secret/metadata/keyd/default/keys: missing list"},
+		},
+		{
+			name: "token with no access to the mount",
+			opts: vault.Options{Auth: "token",
+				TokenFile: writeFile(t, "default-token", nothing.Auth.ClientToken)},
+			wantErr: []string{"storage.vault.mount", `"secret" is not a mount, or the token ` +
+				`(storage.vault.auth) may use nothing in it`},
 		},
 		{
 			name: "approle without files",

@@ -95,14 +95,29 @@ func (s *Store) Save(ctx context.Context, doc []byte, prev uint64) (uint64, erro
 }
 
 // PutKey stores a private key under kid.
+//
+// The write only creates (check-and-set 0), which also suits mounts with cas_required: a
+// kid is the thumbprint of its key, so a kid already stored must hold the same key, as it
+// does after a retried write whose first answer was lost.
 func (s *Store) PutKey(ctx context.Context, kid string, privateJWK []byte) error {
 	path, err := s.keyPath(kid)
 	if err != nil {
 		return err
 	}
 	secret, err := s.client.Logical().WriteWithContext(ctx, path, map[string]any{
-		"data": map[string]any{fieldJWK: string(privateJWK)},
+		"options": map[string]any{"cas": 0},
+		"data":    map[string]any{fieldJWK: string(privateJWK)},
 	})
+	if isCASMismatch(err) {
+		stored, getErr := s.GetKey(ctx, kid)
+		if getErr != nil {
+			return fmt.Errorf("write %s: already stored, and %w", path, getErr)
+		}
+		if !sameKey(stored, privateJWK) {
+			return fmt.Errorf("write %s: a different key is stored under this kid", path)
+		}
+		return nil
+	}
 	if _, err := confirmed(secret, err); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -276,4 +291,15 @@ func (s *Store) keyPath(kid string) (string, error) {
 		return "", fmt.Errorf("kid %q is not a base64url SHA-256 thumbprint", kid)
 	}
 	return s.layout.data(s.keyset, "keys", kid), nil
+}
+
+// sameKey reports whether two private JWKs are the same key: their kids, the RFC 7638
+// thumbprints, agree.
+func sameKey(a, b []byte) bool {
+	ka, err := keys.ParsePrivateJWK(a)
+	if err != nil {
+		return false
+	}
+	kb, err := keys.ParsePrivateJWK(b)
+	return err == nil && ka.KID == kb.KID
 }

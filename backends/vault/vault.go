@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -166,6 +167,12 @@ func checkHealth(ctx context.Context, client *api.Client) error {
 // or is only part of a longer mount path.
 func checkMount(ctx context.Context, client *api.Client, l layout) error {
 	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+l.mount)
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+		// Vault gives the same answer for a missing mount and a mount the token may not use.
+		return fmt.Errorf("storage.vault.mount: %q is not a mount, or the token "+
+			"(storage.vault.auth) may use nothing in it: %w", l.mount, concise(err))
+	}
 	if err != nil {
 		return fmt.Errorf("storage.vault.mount: look up mount %q: %w", l.mount, concise(err))
 	}
