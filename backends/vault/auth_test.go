@@ -122,6 +122,12 @@ func TestRenewAndRelogin(t *testing.T) {
 		waitRenewed(t, root, first)
 		waitFor(t, "a new AppRole login", func() bool { return b.client.Token() != first })
 		checkWorks(t, b)
+
+		last := b.client.Token()
+		b.Close()
+		if s, err := root.Auth().Token().Lookup(last); err == nil && s != nil {
+			t.Fatal("the AppRole token outlived Close")
+		}
 	})
 
 	t.Run("token file", func(t *testing.T) {

@@ -28,6 +28,9 @@ import (
 const (
 	requestTimeout = 10 * time.Second
 	clientRetries  = 1
+	// logoutTimeout bounds the token revocation at stop, so a down Vault does not hold
+	// keyd's exit.
+	logoutTimeout = 3 * time.Second
 )
 
 // Options configures Open; the names follow the [storage.vault] settings.
@@ -55,8 +58,9 @@ type Backend struct {
 	auth   *session
 	log    *zap.Logger
 
-	stop context.CancelFunc
-	done sync.WaitGroup
+	stop      context.CancelFunc
+	done      sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // Open connects to Vault, logs in and checks, before keyd relies on it, that Vault is
@@ -103,12 +107,26 @@ func Open(ctx context.Context, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// Close stops renewing the login. It does not revoke the token: a token from a file or
-// the environment belongs to whoever issued it.
+// Close stops renewing the login and revokes the token of an AppRole login, so restarts
+// leave no live tokens behind. A token from a file or the environment is not revoked: it
+// belongs to whoever issued it.
 func (b *Backend) Close() error {
+	b.closeOnce.Do(b.close)
+	return nil
+}
+
+func (b *Backend) close() {
 	b.stop()
 	b.done.Wait()
-	return nil
+	if b.auth.opts.Auth != "approle" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), logoutTimeout)
+	defer cancel()
+	if err := b.client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		b.log.Warn("revoke the Vault token at stop; it lives until its TTL ends",
+			zap.Error(concise(err)))
+	}
 }
 
 // Keyset returns the store of one keyset.
