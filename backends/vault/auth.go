@@ -89,10 +89,15 @@ func (s *session) loginToken(ctx context.Context) (*api.Secret, error) {
 	}
 	ttl, _ := self.TokenTTL()
 	renewable, _ := self.TokenIsRenewable()
+	lease := int(ttl.Seconds())
+	if self.Data["expire_time"] != nil && lease < 1 {
+		// About to expire, not a token that never does: its last second is still a TTL.
+		lease = 1
+	}
 	return &api.Secret{Auth: &api.SecretAuth{
 		ClientToken:   token,
 		Renewable:     renewable,
-		LeaseDuration: int(ttl.Seconds()),
+		LeaseDuration: lease,
 	}}, nil
 }
 
@@ -132,7 +137,13 @@ func (s *session) loginAppRole(ctx context.Context) (*api.Secret, error) {
 // Vault allows, then logs in again, backing off with jitter while logins fail.
 func (s *session) maintain(ctx context.Context) {
 	for ctx.Err() == nil {
+		loggedIn := time.Now()
 		s.watch(ctx)
+		// A token that ends right after its login (one about to expire, read again from
+		// token_file) must not turn into a loop of logins.
+		if wait := loginRetryInitial - time.Since(loggedIn); wait > 0 && !s.sleep(ctx, wait) {
+			return
+		}
 		if ctx.Err() != nil {
 			return
 		}

@@ -213,3 +213,47 @@ func writeSecret(t *testing.T, name, content string) string {
 	}
 	return path
 }
+
+// TestExpiringTokenNoLoginLoop checks that a token that cannot be renewed and is about to
+// expire is not looked up again and again in its last moments: logins stay at most one a
+// second, then back off once it has expired.
+func TestExpiringTokenNoLoginLoop(t *testing.T) {
+	srv := vaulttest.StartDev(t)
+	root := srv.Client()
+	if err := root.Sys().PutPolicy("keyd", testPolicy); err != nil {
+		t.Fatal(err)
+	}
+	renewable := false
+	tok, err := root.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies: []string{"keyd"}, TTL: "3s", Renewable: &renewable, NoParent: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	opts := Options{Address: srv.Addr, Mount: "secret", Prefix: "keyd", Auth: "token",
+		TokenFile: writeSecret(t, "token", tok.Auth.ClientToken),
+		Keysets:   []string{"default"}, Log: zap.New(core)}
+	b, err := Open(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	start := time.Now()
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		for _, e := range logs.All() {
+			t.Logf("%s %s %v", e.Time.Format("05.000"), e.Message, e.ContextMap())
+		}
+	}()
+	waitFor(t, "the expired token to be refused", func() bool {
+		return logs.FilterMessage("Vault login failed; will retry").Len() > 0
+	})
+	logins := logs.FilterMessage("logged in to Vault").Len()
+	if most := int(time.Since(start)/loginRetryInitial) + 2; logins > most {
+		t.Fatalf("%d logins in %s, want at most %d", logins, time.Since(start), most)
+	}
+}
