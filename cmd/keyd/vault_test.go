@@ -326,6 +326,58 @@ func TestVaultOutage(t *testing.T) {
 	}
 }
 
+// TestVaultOutageCatchUp keeps Vault stopped while two scheduled rotations fall due: once
+// it is back, keyd rotates once, not once per missed run.
+func TestVaultOutageCatchUp(t *testing.T) {
+	const every = 4 * time.Second
+	srv := vaulttest.StartFile(t)
+	config := strings.Replace(vaultConfig(t, srv, ""), `schedule     = "@daily"`,
+		`schedule     = "@every 4s"`, 1)
+	p := keydtest.Start(t, config, keydtest.Options{})
+	before, version := storedState(t, srv)
+	tag := etag(p)
+
+	srv.Stop()
+	missed := before.RotatedAt.Add(2*every + every/2)
+	p.WaitFor("two scheduled rotations to fall due", func() bool {
+		return time.Now().After(missed)
+	})
+	if etag(p) != tag {
+		t.Fatal("the JWKS changed while Vault was down")
+	}
+	srv.Restart()
+	p.WaitFor("the missed rotation to run", func() bool { return etag(p) != tag })
+
+	// The commit after the outage is the catch-up; a commit after it, if the schedule has
+	// already made one, must be a whole period later, not a second catch-up.
+	catchUp, ok := stateVersion(t, srv, version+1)
+	if !ok {
+		t.Fatalf("no state version %d after the outage", version+1)
+	}
+	promoted(t, before, catchUp)
+	if following, ok := stateVersion(t, srv, version+2); ok &&
+		following.RotatedAt.Sub(catchUp.RotatedAt) < every {
+		t.Fatalf("rotated again %s after the catch-up, want one rotation per missed period",
+			following.RotatedAt.Sub(catchUp.RotatedAt))
+	}
+}
+
+// stateVersion reads one version of keyset default's state from Vault; false when that
+// version does not exist.
+func stateVersion(t testing.TB, srv *vaulttest.Server, version int) (rotation.State, bool) {
+	t.Helper()
+	secret, err := srv.Client().KVv2("secret").GetVersion(vaulttest.Context(t),
+		"keyd/default/state", version)
+	if err != nil {
+		return rotation.State{}, false
+	}
+	s, err := rotation.Decode([]byte(secret.Data["state"].(string)), "default")
+	if err != nil {
+		t.Fatalf("decode state version %d: %v", version, err)
+	}
+	return s, true
+}
+
 // TestVaultKV1Refused checks that keyd refuses to start on a KV version 1 mount and says
 // which setting to fix.
 func TestVaultKV1Refused(t *testing.T) {
