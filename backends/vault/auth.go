@@ -172,9 +172,10 @@ func (s *session) watch(ctx context.Context) {
 			return
 		case err := <-w.DoneCh():
 			if err != nil {
-				s.log.Warn("Vault token renewal ended; logging in again", zap.Error(err))
+				s.log.Warn("Vault token renewal ended; logging in again",
+					zap.Error(concise(err)))
 			} else {
-				s.log.Info("Vault token reached its maximum lifetime; logging in again")
+				s.log.Info("Vault token can be renewed no further; logging in again")
 			}
 			return
 		case r := <-w.RenewCh():
