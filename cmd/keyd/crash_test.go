@@ -225,4 +225,3 @@ func kidsOfState(s rotation.State) []string {
 	}
 	return kids
 }
-
