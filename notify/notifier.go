@@ -1,0 +1,214 @@
+package notify
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keyd-io/keyd/config"
+	"github.com/keyd-io/keyd/rotation"
+)
+
+// Notifier queues every committed change for every destination that asked for it and
+// delivers each destination's queue in its own worker, so that a dead receiver never
+// delays another. Deliveries are at least once: a receiver may see an event again after
+// a crash, always with the same id.
+type Notifier struct {
+	log     *zap.Logger
+	box     *outbox
+	base    string
+	now     func() time.Time
+	newID   func() string
+	jitter  func(time.Duration) time.Duration
+	workers []*worker
+
+	mu  sync.Mutex // orders Publish calls, so sequence numbers follow commit order
+	seq uint64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Options tunes a Notifier; the zero value is right outside tests.
+type Options struct {
+	Log *zap.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Jitter spreads a backoff delay d; by default a random delay in [d/2, d].
+	Jitter func(d time.Duration) time.Duration
+}
+
+// New builds the destinations of cfg.Notify, opens the outbox and loads every delivery
+// still pending there from an earlier run. Nothing is sent until Start. With no
+// destination configured the Notifier does nothing and touches no disk.
+func New(cfg *config.Config, opts Options) (*Notifier, error) {
+	n := newNotifier(JWKSBase(cfg), opts)
+	if !cfg.Notify.Enabled() {
+		return n, nil
+	}
+	for i, wc := range cfg.Notify.Webhooks {
+		hook, err := newWebhook(wc, n.now)
+		if err != nil {
+			return nil, fmt.Errorf("notify.webhook[%d]: %w", i, err)
+		}
+		n.add(kindWebhook, wc.URL+"\x00"+wc.SecretFile, hook.label, wc.Events, wc.Retry, hook)
+	}
+	for _, xc := range cfg.Notify.Exec {
+		hook := newExecHook(xc, n.log)
+		n.add(kindExec, fmt.Sprintf("%q", xc.Command), hook.label, xc.Events, xc.Retry, hook)
+	}
+	if err := n.open(cfg.Notify.Dir); err != nil {
+		return nil, fmt.Errorf("notify.dir: %w", err)
+	}
+	return n, nil
+}
+
+func newNotifier(base string, opts Options) *Notifier {
+	n := &Notifier{log: opts.Log, base: base, now: opts.Now, newID: newEventID,
+		jitter: opts.Jitter}
+	if n.log == nil {
+		n.log = zap.NewNop()
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	if n.jitter == nil {
+		n.jitter = halfJitter
+	}
+	return n
+}
+
+// add registers one destination; identity must stay the same across restarts, since it
+// names the destination's outbox directory.
+func (n *Notifier) add(kind, identity, label string, events []string, retry config.Retry,
+	to deliverer,
+) *worker {
+	sum := sha256.Sum256([]byte(identity))
+	w := &worker{
+		kind:   kind,
+		key:    kind + "-" + hex.EncodeToString(sum[:8]),
+		label:  label,
+		events: events,
+		retry:  retry,
+		to:     to,
+		log:    n.log.With(zap.String("destination", label), zap.String("kind", kind)),
+		now:    n.now,
+		jitter: n.jitter,
+		wake:   make(chan struct{}, 1),
+	}
+	n.workers = append(n.workers, w)
+	return w
+}
+
+// open opens the outbox in dir and queues what it holds.
+func (n *Notifier) open(dir string) error {
+	box, err := openOutbox(dir)
+	if err != nil {
+		return err
+	}
+	n.box = box
+	known := map[string]bool{}
+	for _, w := range n.workers {
+		w.box = box
+		known[w.key] = true
+		loaded, errs := box.load(w.key)
+		for _, err := range errs {
+			n.log.Error("outbox record unreadable", zap.Error(err))
+		}
+		for _, p := range loaded {
+			n.seq = max(n.seq, p.seq)
+			w.push(p)
+		}
+		if len(loaded) > 0 {
+			n.log.Info("resuming pending deliveries", zap.String("destination", w.label),
+				zap.Int("pending", len(loaded)))
+		}
+	}
+	dirs, err := box.destinations()
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if !known[d] {
+			// TODO: deliveries for a destination removed from the configuration stay on
+			// disk; an operator must delete the directory once it is no longer wanted.
+			n.log.Warn("outbox holds deliveries for a destination no longer configured; "+
+				"they are kept, not sent", zap.String("outbox_dir", d))
+		}
+	}
+	return nil
+}
+
+// Publish queues the changes of one commit of keyset for every destination that wants
+// them. Each delivery is on disk before Publish returns, and before any attempt.
+func (n *Notifier) Publish(keyset string, changes []rotation.Change) error {
+	if n.box == nil || len(changes) == 0 {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := n.now()
+	var errs []error
+	for _, c := range changes {
+		ev := newEvent(n.newID(), keyset, c, jwksURI(n.base, keyset), now)
+		body, err := json.Marshal(ev)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("encode event %s: %w", ev.Type, err))
+			continue
+		}
+		for _, w := range n.workers {
+			if !slices.Contains(w.events, ev.Type) {
+				continue
+			}
+			n.seq++
+			p, err := n.box.add(w.key, n.seq, record{
+				ID: ev.ID, Destination: w.label, CreatedAt: now, Body: body,
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("queue %s of kid %s for %s: %w", ev.Type,
+					ev.KID, w.label, err))
+				continue
+			}
+			w.push(p)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Start starts one delivery worker per destination.
+func (n *Notifier) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	for _, w := range n.workers {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			w.run(ctx)
+		}()
+	}
+}
+
+// Stop ends every worker. An attempt in flight is abandoned; its delivery stays in the
+// outbox and is made again, with the same id, at the next start.
+func (n *Notifier) Stop() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+}
+
+// Close releases the outbox.
+func (n *Notifier) Close() error {
+	if n.box == nil {
+		return nil
+	}
+	return n.box.close()
+}
