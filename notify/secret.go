@@ -22,10 +22,10 @@ const (
 )
 
 // redacted is what a Secret prints as, whatever the verb or encoder.
-const redacted = "<secret>"
+const redacted = "[redacted]"
 
 // Secret is a webhook signing key. It never prints, logs or marshals its value: every
-// formatting path yields "<secret>".
+// formatting path yields "[redacted]".
 type Secret struct{ key []byte }
 
 // LoadSecret reads a "whsec_<base64>" secret from path. Errors name the file, never its
@@ -69,17 +69,17 @@ func (s Secret) Sign(id string, timestamp int64, body []byte) string {
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// String returns "<secret>".
+// String returns "[redacted]".
 func (Secret) String() string { return redacted }
 
-// GoString returns "<secret>", so %#v hides the key too.
+// GoString returns "[redacted]", so %#v hides the key too.
 func (Secret) GoString() string { return redacted }
 
-// Format writes "<secret>" for every verb (%d and %x included).
+// Format writes "[redacted]" for every verb (%d and %x included).
 func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
 
-// MarshalText returns "<secret>", for JSON, TOML and log encoders.
+// MarshalText returns "[redacted]", for JSON, TOML and log encoders.
 func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
-// MarshalJSON returns "<secret>" as a JSON string.
+// MarshalJSON returns "[redacted]" as a JSON string.
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
