@@ -31,5 +31,14 @@ $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum tools/vault/main.go
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# Coverage-guided fuzzing of every parser of untrusted input, FUZZTIME each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzParse:./config FuzzDecode:./rotation FuzzParsePrivateJWK:./keys
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:} || exit 1; \
+	done
+
 clean:
 	rm -rf $(BIN)

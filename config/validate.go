@@ -57,12 +57,9 @@ func (c *Config) validate() error {
 	seen := map[string]bool{}
 	for i := range c.Keysets {
 		k := &c.Keysets[i]
-		prefix := fmt.Sprintf("keyset[%d]", i)
-		if k.Name != "" {
-			prefix = fmt.Sprintf("keyset %q", k.Name)
-		}
+		prefix := fmt.Sprintf("keyset[%d] (%q)", i, k.Name)
 		if seen[k.Name] {
-			add(prefix+".name", "duplicate keyset name")
+			add(prefix+": name", "%q is already the name of an earlier keyset", k.Name)
 		}
 		seen[k.Name] = true
 		for _, err := range k.validate() {

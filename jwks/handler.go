@@ -141,10 +141,13 @@ func keysetOf(path, defaultName string) (string, bool) {
 	return name, true
 }
 
-// etagMatches applies If-None-Match's weak comparison (RFC 9110 13.1.2) to every listed tag.
+// etagMatches applies If-None-Match's weak comparison (RFC 9110 13.1.2) to every listed
+// tag, without allocating.
 func etagMatches(values []string, etag string) bool {
 	for _, v := range values {
-		for _, tag := range strings.Split(v, ",") {
+		for rest := v; rest != ""; {
+			var tag string
+			tag, rest, _ = strings.Cut(rest, ",")
 			tag = strings.TrimSpace(tag)
 			if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
 				return true

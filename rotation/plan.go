@@ -47,6 +47,8 @@ type Decision struct {
 	Revoke string
 	// Remove lists retired keys whose grace has ended.
 	Remove []string
+	// Fresh is how many new keys Apply needs.
+	Fresh int
 }
 
 // Empty reports whether nothing is due.
@@ -55,40 +57,31 @@ func (d Decision) Empty() bool {
 }
 
 // NewKeys returns how many fresh keys Apply needs for d.
-func (d Decision) NewKeys() int {
-	switch {
-	case d.Bootstrap:
-		return 2
-	case d.Promote:
-		return 1
-	}
-	return 0
-}
+func (d Decision) NewKeys() int { return d.Fresh }
 
 // Plan decides what is due at now for a keyset in state s (nil: nothing stored yet).
 func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
 	if s == nil {
-		return Decision{Bootstrap: true}
+		return Decision{Bootstrap: true, Fresh: 2}
 	}
 	var d Decision
-	if req.Revoke != "" && s.Find(req.Revoke) != nil {
-		d.Revoke = req.Revoke
-		if s.Find(req.Revoke).Phase != Retired {
-			// Revoking current or next leaves the keyset one key short: promote at once.
-			d.Promote = true
-		}
+	revoked := Phase("")
+	if k := s.Find(req.Revoke); req.Revoke != "" && k != nil {
+		d.Revoke, revoked = k.KID, k.Phase
 	}
 	for _, k := range s.Keys {
 		if k.Phase == Retired && !now.Before(k.ExpiresAt) && k.KID != d.Revoke {
 			d.Remove = append(d.Remove, k.KID)
 		}
 	}
-	if d.Promote {
-		return d
-	}
 
 	due := promotionDue(s, pol)
 	switch {
+	case revoked == Current:
+		// A compromised current key stops signing now: next takes over at once.
+		d.Promote = true
+	case revoked == Next:
+		// Current keeps signing; a fresh next replaces the revoked one.
 	case req.Rotate && req.Immediate:
 		d.Promote = true
 	case !now.Before(due) && nextReady(s, pol, now):
@@ -99,6 +92,12 @@ func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
 		} else {
 			d.Defer = true
 		}
+	}
+	if d.Promote || revoked == Next {
+		d.Fresh = 1
+	}
+	if d.Promote && (s.InPhase(Next) == nil || revoked == Next) {
+		d.Fresh = 2
 	}
 	return d
 }
@@ -147,6 +146,9 @@ func Apply(s *State, keyset string, pol Policy, d Decision, fresh []Key,
 	if d.Promote {
 		changes = append(changes, promote(&out, take, pol.Grace, now)...)
 	}
+	if out.InPhase(Next) == nil && len(fresh) > 0 {
+		out.Keys = append(out.Keys, take(Next))
+	}
 	if d.Defer {
 		out.RequestedAt = now
 	}
@@ -166,15 +168,12 @@ func promote(s *State, take func(Phase) Key, grace time.Duration, now time.Time)
 	}
 	next := s.InPhase(Next)
 	if next == nil {
-		// The next key was revoked: a fresh key must sign, there is none better.
+		// No next key to promote (it was revoked): a fresh key must sign at once.
 		s.Keys = append(s.Keys, take(Next))
 		next = &s.Keys[len(s.Keys)-1]
 	}
 	next.Phase, next.ActivatedAt = Current, now
 	changes = append(changes, Change{Type: Activated, Key: *next, PreviousKID: previous})
-	if s.InPhase(Next) == nil {
-		s.Keys = append(s.Keys, take(Next))
-	}
 	s.RotatedAt, s.RequestedAt = now, time.Time{}
 	return changes
 }

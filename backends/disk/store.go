@@ -174,6 +174,9 @@ func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 	if err != nil {
 		return err
 	}
+	if err := mkdirs(s.dir); err != nil {
+		return fmt.Errorf("create keyset dir: %w", err)
+	}
 	for name, data := range map[string][]byte{"current.jwk": jwk, "current.pem": pem} {
 		path := filepath.Join(s.dir, name)
 		if err := writeAtomic(path, data, s.backend.issueMode); err != nil {
