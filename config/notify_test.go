@@ -126,3 +126,32 @@ func TestNotifyDefaults(t *testing.T) {
 		})
 	}
 }
+
+// TestNotifyExampleIsTheDefaults keeps docs/notify.config.toml honest: it parses, and the
+// retry values it shows are the built-in defaults.
+func TestNotifyExampleIsTheDefaults(t *testing.T) {
+	cfg, err := config.Load("../docs/notify.config.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Notify
+	if len(n.Webhooks) != 1 || len(n.Exec) != 1 {
+		t.Fatalf("example has %d webhooks and %d exec hooks, want one of each",
+			len(n.Webhooks), len(n.Exec))
+	}
+	var defaults config.Notify
+	body := "[[notify.webhook]]\nurl = \"https://issuer.test/\"\nsecret_file = \"/s\"\n" +
+		"[[notify.exec]]\ncommand = [\"/bin/true\"]\n"
+	loaded, _, err := load(t, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults = loaded.Notify
+	if n.Webhooks[0].Retry != defaults.Webhooks[0].Retry {
+		t.Errorf("example webhook retry %+v, defaults %+v", n.Webhooks[0].Retry,
+			defaults.Webhooks[0].Retry)
+	}
+	if n.Exec[0].Retry != defaults.Exec[0].Retry {
+		t.Errorf("example exec retry %+v, defaults %+v", n.Exec[0].Retry, defaults.Exec[0].Retry)
+	}
+}
