@@ -139,14 +139,13 @@ func TestNotifyExampleIsTheDefaults(t *testing.T) {
 		t.Fatalf("example has %d webhooks and %d exec hooks, want one of each",
 			len(n.Webhooks), len(n.Exec))
 	}
-	var defaults config.Notify
 	body := "[[notify.webhook]]\nurl = \"https://issuer.test/\"\nsecret_file = \"/s\"\n" +
 		"[[notify.exec]]\ncommand = [\"/bin/true\"]\n"
 	loaded, _, err := load(t, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaults = loaded.Notify
+	defaults := loaded.Notify
 	if n.Webhooks[0].Retry != defaults.Webhooks[0].Retry {
 		t.Errorf("example webhook retry %+v, defaults %+v", n.Webhooks[0].Retry,
 			defaults.Webhooks[0].Retry)

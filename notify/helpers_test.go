@@ -161,7 +161,8 @@ func newTestConfig(t *testing.T, n config.Notify) *config.Config {
 // startNotifier builds and starts a Notifier for cfg and stops it at cleanup.
 func startNotifier(t *testing.T, cfg *config.Config, log *zap.Logger) *Notifier {
 	t.Helper()
-	n, err := New(cfg, Options{Log: log})
+	// A short stop grace: tests with hanging hooks need not wait for them at cleanup.
+	n, err := New(cfg, Options{Log: log, StopGrace: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("new notifier: %v", err)
 	}

@@ -33,9 +33,14 @@ type Notifier struct {
 	mu  sync.Mutex // orders Publish calls, so sequence numbers follow commit order
 	seq uint64
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	stopGrace time.Duration
+	stop      context.CancelFunc // ends waiting: no new attempt starts
+	abort     context.CancelFunc // ends attempts in flight
+	wg        sync.WaitGroup
 }
+
+// DefaultStopGrace is how long Stop lets attempts in flight finish before it cuts them off.
+const DefaultStopGrace = 5 * time.Second
 
 // Options tunes a Notifier; the zero value is right outside tests.
 type Options struct {
@@ -44,6 +49,8 @@ type Options struct {
 	Now func() time.Time
 	// Jitter spreads a backoff delay d; by default a random delay in [d/2, d].
 	Jitter func(d time.Duration) time.Duration
+	// StopGrace is how long Stop waits for attempts in flight; DefaultStopGrace when 0.
+	StopGrace time.Duration
 }
 
 // New builds the destinations of cfg.Notify, opens the outbox and loads every delivery
@@ -73,7 +80,10 @@ func New(cfg *config.Config, opts Options) (*Notifier, error) {
 
 func newNotifier(base string, opts Options) *Notifier {
 	n := &Notifier{log: opts.Log, base: base, now: opts.Now, newID: newEventID,
-		jitter: opts.Jitter}
+		jitter: opts.Jitter, stopGrace: opts.StopGrace}
+	if n.stopGrace == 0 {
+		n.stopGrace = DefaultStopGrace
+	}
 	if n.log == nil {
 		n.log = zap.NewNop()
 	}
@@ -185,24 +195,42 @@ func (n *Notifier) Publish(keyset string, changes []rotation.Change) error {
 
 // Start starts one delivery worker per destination.
 func (n *Notifier) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	inFlight, abort := context.WithCancel(context.Background())
+	waiting, stop := context.WithCancel(inFlight)
+	n.stop, n.abort = stop, abort
 	for _, w := range n.workers {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			w.run(ctx)
+			w.run(waiting, inFlight)
 		}()
 	}
 }
 
-// Stop ends every worker. An attempt in flight is abandoned; its delivery stays in the
-// outbox and is made again, with the same id, at the next start.
+// Stop ends every worker: no new attempt starts, and attempts in flight get the stop grace
+// to finish. One still running then is cut off; its delivery stays in the outbox and is
+// made again, with the same id, at the next start. Pending deliveries are never dropped.
 func (n *Notifier) Stop() {
-	if n.cancel != nil {
-		n.cancel()
+	if n.stop == nil {
+		return
 	}
-	n.wg.Wait()
+	n.stop()
+	done := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(n.stopGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		n.log.Warn("cutting off deliveries in flight; they resume at the next start",
+			zap.Duration("stop_grace", n.stopGrace))
+		n.abort()
+		<-done
+	}
+	n.abort()
 }
 
 // Close releases the outbox.

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,7 +66,7 @@ func (w *webhook) deliver(ctx context.Context, p *pending) error {
 
 	resp, err := w.client.Do(req)
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("post to %s: no answer within %s", w.label, w.timeout)
 		}
 		return fmt.Errorf("post to %s: %w", w.label, stripURL(err))

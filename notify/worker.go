@@ -80,34 +80,36 @@ func (w *worker) head() *pending {
 	return w.queue[0]
 }
 
-func (w *worker) run(ctx context.Context) {
-	for {
+// run delivers the queue until waiting ends. Attempts run under inFlight, which ends
+// later, so that an attempt under way when keyd stops can still finish.
+func (w *worker) run(waiting, inFlight context.Context) {
+	for waiting.Err() == nil {
 		p := w.head()
 		if p == nil {
 			select {
 			case <-w.wake:
 				continue
-			case <-ctx.Done():
+			case <-waiting.Done():
 				return
 			}
 		}
-		if !w.deliver(ctx, p) {
+		if !w.deliver(waiting, inFlight, p) {
 			return
 		}
 	}
 }
 
 // deliver attempts p until it is delivered, rejected or given up. It returns false when
-// ctx ended first; p then stays in the outbox.
-func (w *worker) deliver(ctx context.Context, p *pending) bool {
+// keyd stops first; p then stays in the outbox.
+func (w *worker) deliver(waiting, inFlight context.Context, p *pending) bool {
 	log := w.log.With(zap.String("event", p.event.Type), zap.String("event_id", p.ID),
 		zap.String("keyset", p.event.Keyset), zap.String("kid", p.event.KID))
 	deadline := p.CreatedAt.Add(w.retry.GiveUpAfter.D())
 	lastErr := ""
 	for attempt := 1; ; attempt++ {
-		err := w.to.deliver(ctx, p)
-		if ctx.Err() != nil {
-			return false
+		err := w.to.deliver(inFlight, p)
+		if inFlight.Err() != nil {
+			return false // cut off: the outcome is unknown
 		}
 		if err == nil {
 			attemptsTotal.WithLabelValues(w.kind, "ok").Inc()
@@ -125,6 +127,9 @@ func (w *worker) deliver(ctx context.Context, p *pending) bool {
 			return true
 		}
 		attemptsTotal.WithLabelValues(w.kind, "retry").Inc()
+		if waiting.Err() != nil {
+			return false
+		}
 		now := w.now()
 		if !now.Before(deadline) {
 			w.finish(p, resultGaveUp)
@@ -148,7 +153,7 @@ func (w *worker) deliver(ctx context.Context, p *pending) bool {
 
 		timer := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-waiting.Done():
 			timer.Stop()
 			return false
 		case <-timer.C:

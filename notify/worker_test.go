@@ -18,10 +18,14 @@ import (
 type scripted struct {
 	results  []error // one per attempt; the last repeats
 	hang     time.Duration
+	started  chan struct{} // told when an attempt starts, if set
 	attempts chan time.Time
 }
 
 func (s *scripted) deliver(ctx context.Context, _ *pending) error {
+	if s.started != nil {
+		s.started <- struct{}{}
+	}
 	if s.hang > 0 {
 		timer := time.NewTimer(s.hang)
 		defer timer.Stop()
@@ -185,6 +189,46 @@ func TestDeadDestinationDoesNotDelayOthers(t *testing.T) {
 			t.Errorf("the dead destination answered before the live one was served")
 		}
 	})
+}
+
+func TestStopLetsAttemptsInFlightFinish(t *testing.T) {
+	tests := []struct {
+		name        string
+		attempt     time.Duration
+		wantStop    time.Duration // how long Stop takes
+		wantPending int
+	}{
+		{name: "finishes within the grace", attempt: 2 * time.Second,
+			wantStop: 2 * time.Second, wantPending: 0},
+		{name: "cut off after the grace", attempt: time.Minute,
+			wantStop: DefaultStopGrace, wantPending: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dest := &scripted{hang: tc.attempt, started: make(chan struct{}, 1),
+					attempts: make(chan time.Time, 1)}
+				n, _ := newFakeNotifier(t, Options{},
+					retryPolicy(time.Second, time.Minute, time.Hour), dest)
+				if err := n.Publish("default", []rotation.Change{
+					change(rotation.Activated, "k1", ""),
+				}); err != nil {
+					t.Fatal(err)
+				}
+				n.Start()
+				<-dest.started
+
+				start := time.Now()
+				n.Stop()
+				if took := time.Since(start); took != tc.wantStop {
+					t.Errorf("Stop took %s, want %s", took, tc.wantStop)
+				}
+				if got := len(outboxFiles(t, n.box.dir)); got != tc.wantPending {
+					t.Errorf("%d deliveries left in the outbox, want %d", got, tc.wantPending)
+				}
+			})
+		})
+	}
 }
 
 func TestGiveUpCountsFromTheEventNotTheRestart(t *testing.T) {
