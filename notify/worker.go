@@ -104,45 +104,19 @@ func (w *worker) run(waiting, inFlight context.Context) {
 func (w *worker) deliver(waiting, inFlight context.Context, p *pending) bool {
 	log := w.log.With(zap.String("event", p.event.Type), zap.String("event_id", p.ID),
 		zap.String("keyset", p.event.Keyset), zap.String("kid", p.event.KID))
-	deadline := p.CreatedAt.Add(w.retry.GiveUpAfter.D())
 	lastErr := ""
 	for attempt := 1; ; attempt++ {
 		err := w.to.deliver(inFlight, p)
 		if inFlight.Err() != nil {
 			return false // cut off: the outcome is unknown
 		}
-		if err == nil {
-			attemptsTotal.WithLabelValues(w.kind, "ok").Inc()
-			w.finish(p, resultDelivered)
-			log.Info("event delivered", zap.Int("attempts", attempt))
+		wait, done := w.settle(log, p, attempt, err)
+		if done {
 			return true
 		}
-		var aerr *attemptError
-		errors.As(err, &aerr)
-		if aerr != nil && aerr.permanent {
-			attemptsTotal.WithLabelValues(w.kind, "fail").Inc()
-			w.finish(p, resultRejected)
-			log.Error("event rejected; not retried", zap.Int("attempts", attempt),
-				zap.Error(err))
-			return true
-		}
-		attemptsTotal.WithLabelValues(w.kind, "retry").Inc()
 		if waiting.Err() != nil {
 			return false
 		}
-		now := w.now()
-		if !now.Before(deadline) {
-			w.finish(p, resultGaveUp)
-			log.Error("event given up: not delivered within give_up_after",
-				zap.Int("attempts", attempt), zap.Duration("give_up_after",
-					w.retry.GiveUpAfter.D()), zap.Error(err))
-			return true
-		}
-		wait := w.backoff(attempt)
-		if aerr != nil {
-			wait = max(wait, aerr.retryAfter)
-		}
-		wait = min(wait, deadline.Sub(now))
 		// One warning per distinct failure; repeats of the same one go to debug.
 		level := zap.DebugLevel
 		if msg := err.Error(); msg != lastErr {
@@ -159,6 +133,42 @@ func (w *worker) deliver(waiting, inFlight context.Context, p *pending) bool {
 		case <-timer.C:
 		}
 	}
+}
+
+// settle acts on the outcome err of attempt number attempt at p: it finishes p when the
+// attempt succeeded, failed for good or was the last before give_up_after, and otherwise
+// returns how long to wait before the next one.
+func (w *worker) settle(log *zap.Logger, p *pending, attempt int, err error,
+) (wait time.Duration, done bool) {
+	if err == nil {
+		attemptsTotal.WithLabelValues(w.kind, "ok").Inc()
+		w.finish(p, resultDelivered)
+		log.Info("event delivered", zap.Int("attempts", attempt))
+		return 0, true
+	}
+	var aerr *attemptError
+	errors.As(err, &aerr)
+	if aerr != nil && aerr.permanent {
+		attemptsTotal.WithLabelValues(w.kind, "fail").Inc()
+		w.finish(p, resultRejected)
+		log.Error("event rejected; not retried", zap.Int("attempts", attempt), zap.Error(err))
+		return 0, true
+	}
+	attemptsTotal.WithLabelValues(w.kind, "retry").Inc()
+
+	now, deadline := w.now(), p.CreatedAt.Add(w.retry.GiveUpAfter.D())
+	if !now.Before(deadline) {
+		w.finish(p, resultGaveUp)
+		log.Error("event given up: not delivered within give_up_after",
+			zap.Int("attempts", attempt),
+			zap.Duration("give_up_after", w.retry.GiveUpAfter.D()), zap.Error(err))
+		return 0, true
+	}
+	wait = w.backoff(attempt)
+	if aerr != nil {
+		wait = max(wait, aerr.retryAfter)
+	}
+	return min(wait, deadline.Sub(now)), false
 }
 
 // finish removes p from the outbox and the queue.
