@@ -40,7 +40,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // writeSecret writes a fresh "whsec_" secret into dir and returns its text and path.
-func writeSecret(t *testing.T, dir string) (text, path string) {
+func writeSecret(t testing.TB, dir string) (text, path string) {
 	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

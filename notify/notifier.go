@@ -66,7 +66,7 @@ func New(cfg *config.Config, opts Options) (*Notifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("notify.webhook[%d]: %w", i, err)
 		}
-		n.add(kindWebhook, wc.URL+"\x00"+wc.SecretFile, hook.label, wc.Events, wc.Retry, hook)
+		n.add(kindWebhook, wc.URL, hook.label, wc.Events, wc.Retry, hook)
 	}
 	for _, xc := range cfg.Notify.Exec {
 		hook := newExecHook(xc, n.log)
