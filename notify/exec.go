@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -49,7 +50,7 @@ func (x *execHook) deliver(ctx context.Context, p *pending) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, x.command[0], x.command[1:]...)
 	cmd.Stdin = bytes.NewReader(p.Body)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(hookEnviron(),
 		"KEYD_EVENT="+p.event.Type,
 		"KEYD_EVENT_ID="+p.event.ID,
 		"KEYD_KEYSET="+p.event.Keyset,
@@ -83,6 +84,19 @@ func (x *execHook) deliver(ctx context.Context, p *pending) error {
 	default:
 		return fmt.Errorf("run hook %s: %w", x.label, err)
 	}
+}
+
+// hookEnviron returns keyd's environment as hooks get it: without the VAULT_* variables,
+// which may hold keyd's own Vault credentials, and without stale KEYD_* event variables.
+func hookEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "KEYD_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // boundedBuffer keeps the first limit bytes written to it and counts the rest.

@@ -32,9 +32,11 @@ func readFile(t *testing.T, path string) string {
 }
 
 func TestExecHookEnvironmentAndStdin(t *testing.T) {
+	t.Setenv("VAULT_TOKEN", "hvs.keyd-own-token")
+	t.Setenv("KEYD_KID", "stale")
 	dir := t.TempDir()
 	hook := hookScript(t, dir, `cat > "$1/stdin.json"
-env | grep '^KEYD_' | sort > "$1/env.tmp"
+env | grep -E '^(KEYD_|VAULT_)' | sort > "$1/env.tmp"
 mv "$1/env.tmp" "$1/env"
 `)
 	cfg := newTestConfig(t, config.Notify{Exec: []config.Exec{{
