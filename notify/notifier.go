@@ -129,6 +129,9 @@ func (n *Notifier) open(dir string) error {
 	for _, w := range n.workers {
 		w.box = box
 		known[w.key] = true
+		if err := box.prepare(w.key); err != nil {
+			return err
+		}
 		loaded, errs := box.load(w.key)
 		for _, err := range errs {
 			n.log.Error("outbox record unreadable", zap.Error(err))
@@ -183,6 +186,7 @@ func (n *Notifier) Publish(keyset string, changes []rotation.Change) error {
 				ID: ev.ID, Destination: w.label, CreatedAt: now, Body: body,
 			})
 			if err != nil {
+				deliveriesTotal.WithLabelValues(w.kind, resultNotQueued).Inc()
 				errs = append(errs, fmt.Errorf("queue %s of kid %s for %s: %w", ev.Type,
 					ev.KID, w.label, err))
 				continue

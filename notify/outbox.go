@@ -58,7 +58,7 @@ type outbox struct {
 // openOutbox creates dir and takes its lock, so that two keyds never deliver from the
 // same outbox.
 func openOutbox(dir string) (*outbox, error) {
-	if err := os.MkdirAll(dir, outboxDirMode); err != nil {
+	if err := mkdirSynced(dir); err != nil {
 		return nil, fmt.Errorf("create outbox: %w", err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, outboxLock), os.O_RDWR|os.O_CREATE,
@@ -76,12 +76,20 @@ func openOutbox(dir string) (*outbox, error) {
 // close releases the lock.
 func (o *outbox) close() error { return o.lock.Close() }
 
-// add durably stores rec as delivery number seq of destination dest.
+// prepare creates the directory of destination dest, durably, before any record is put
+// in it: a record renamed into a directory whose own entry was never synced could vanish
+// with it in a crash.
+func (o *outbox) prepare(dest string) error {
+	if err := mkdirSynced(filepath.Join(o.dir, dest)); err != nil {
+		return fmt.Errorf("create outbox dir: %w", err)
+	}
+	return nil
+}
+
+// add durably stores rec as delivery number seq of destination dest, which prepare
+// created.
 func (o *outbox) add(dest string, seq uint64, rec record) (*pending, error) {
 	dir := filepath.Join(o.dir, dest)
-	if err := os.MkdirAll(dir, outboxDirMode); err != nil {
-		return nil, fmt.Errorf("create outbox dir: %w", err)
-	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("encode outbox record: %w", err)
@@ -208,6 +216,18 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// mkdirSynced creates dir (and its parents) and syncs the parent, so that the new entry
+// survives a crash.
+func mkdirSynced(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, outboxDirMode); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
 }
 
 func syncDir(dir string) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/rotation"
 )
@@ -129,5 +131,40 @@ func TestOutboxIsExclusive(t *testing.T) {
 	defer first.Close()
 	if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "notify.dir") {
 		t.Errorf("second notifier on the same outbox: err = %v, want a lock error", err)
+	}
+}
+
+func TestPublishReportsEventsItCannotQueue(t *testing.T) {
+	dir := t.TempDir()
+	_, secretFile := writeSecret(t, dir)
+	cfg := newTestConfig(t, config.Notify{Webhooks: []config.Webhook{{
+		URL: "http://127.0.0.1:9/", SecretFile: secretFile, Events: config.EventTypes,
+		Retry: fastRetry,
+	}}})
+	n, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	// The destination's directory is replaced by a file: no record can be written there.
+	dest := filepath.Join(cfg.Notify.Dir, n.workers[0].key)
+	if err := os.Remove(dest); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(deliveriesTotal.WithLabelValues(kindWebhook, resultNotQueued))
+
+	err = n.Publish("default", []rotation.Change{change(rotation.Activated, "k1", "")})
+	if err == nil || !strings.Contains(err.Error(), "queue key.activated of kid k1") {
+		t.Errorf("Publish error = %v, want one naming the event", err)
+	}
+	if got := testutil.ToFloat64(deliveriesTotal.WithLabelValues(kindWebhook,
+		resultNotQueued)); got != before+1 {
+		t.Errorf("deliveries{result=not_queued} grew by %v, want 1", got-before)
+	}
+	if n.workers[0].head() != nil {
+		t.Error("an event that is not on disk was queued in memory")
 	}
 }
