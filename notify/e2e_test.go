@@ -120,6 +120,15 @@ backoff_max = "100ms"
 		t.Errorf("rotation event = %+v after %+v", rotated, activated)
 	}
 	verifySignature(t, secret, seen[1])
+	_, metrics := fourth.Get("/metrics")
+	for _, want := range []string{
+		`keyd_notify_deliveries_total{kind="webhook",result="delivered"} 1`,
+		`keyd_notify_pending{kind="webhook"} 0`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics does not show %s", want)
+		}
+	}
 	if strings.Contains(fourth.Log(), strings.TrimPrefix(secret, secretPrefix)) {
 		t.Error("keyd's log holds the webhook secret")
 	}
