@@ -62,7 +62,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		keysets: map[string]*runner{},
 		started: time.Now(),
 	}
-	backend, err := openStorage(cfg, log)
+	backend, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
