@@ -174,7 +174,11 @@ func (s *Store) ListKeys(ctx context.Context) ([]backends.StoredKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, concise(err))
 		}
-		if meta == nil || meta.Data == nil {
+		if meta != nil && meta.Data == nil {
+			return nil, fmt.Errorf("read %s: Vault answered without data%s", path,
+				warnings(meta))
+		}
+		if meta == nil {
 			// Destroyed between the listing and now.
 			continue
 		}
