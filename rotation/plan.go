@@ -86,6 +86,9 @@ func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
 		d.Promote = true
 	case !now.Before(due) && nextReady(s, pol, now):
 		d.Promote = true
+	// TODO: with replicas, a request that reaches one only after it adopted another
+	// replica's rotation for the same signal is deferred into a second rotation; requests
+	// carry no identity that would let it count as already done.
 	case req.Rotate && s.RequestedAt.IsZero():
 		if nextReady(s, pol, now) {
 			d.Promote = true

@@ -103,6 +103,10 @@ func (k *Keyset) commit(s State, version uint64, changes []Change) {
 }
 
 // refresh re-reads the stored state and adopts it when another replica changed it.
+//
+// TODO: a state this replica wrote but storage did not confirm (an answer lost in a
+// timeout) is adopted here as if another replica wrote it, so its changes are never
+// announced to issuers.
 func (k *Keyset) refresh(ctx context.Context) error {
 	doc, version, err := k.store.Load(ctx)
 	if err != nil {
