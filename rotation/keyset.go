@@ -80,6 +80,9 @@ type Keyset struct {
 	wake    chan struct{}
 
 	publishedKID string
+	// unconfirmed holds the state writes storage did not confirm since the state last
+	// moved; one of them may have landed.
+	unconfirmed []*unconfirmedWrite
 }
 
 // Status is a keyset's health as /readyz and status report it.

@@ -35,6 +35,17 @@ func (r Request) Merge(later Request) Request {
 	return r
 }
 
+// without returns r less what done already carried out.
+func (r Request) without(done Request) Request {
+	if done.Rotate {
+		r.Rotate, r.Immediate = false, false
+	}
+	if done.Revoke != "" && r.Revoke == done.Revoke {
+		r.Revoke = ""
+	}
+	return r
+}
+
 // Decision is what is due for a keyset at one moment.
 type Decision struct {
 	// Bootstrap creates a current and a next key together (the very first start).

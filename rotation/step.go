@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,11 +70,22 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 		return k.refresh(ctx)
 	}
 	if err != nil {
-		// An unconfirmed write may still have landed, so the fresh keys stay; the orphan
-		// sweep removes them later if no state names them.
+		// An unconfirmed write may still have landed, so the fresh keys stay (the orphan
+		// sweep removes them later if no state names them), and its changes are kept to be
+		// announced should the state read back be this very document.
+		k.mu.Lock()
+		k.unconfirmed = append(k.unconfirmed,
+			&unconfirmedWrite{doc: doc, state: next, changes: changes, req: req})
+		if len(k.unconfirmed) > maxUnconfirmed {
+			k.unconfirmed = k.unconfirmed[1:]
+		}
+		k.mu.Unlock()
 		return fmt.Errorf("keyset %q: save state: %w", k.name, err)
 	}
 
+	k.mu.Lock()
+	k.unconfirmed = nil
+	k.mu.Unlock()
 	k.commit(next, newVersion, changes)
 	k.logChanges(changes)
 	if d.Defer {
@@ -81,6 +93,28 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 			zap.String("kid", next.InPhase(Next).KID),
 			zap.Time("promote_at", WakeAt(&next, pol)))
 	}
+	k.destroyRemoved(ctx, changes)
+	return k.publishCurrent(ctx)
+}
+
+// maxUnconfirmed bounds how many unconfirmed writes are remembered while storage fails;
+// all but the last few retries are long past any chance of having landed unseen.
+const maxUnconfirmed = 16
+
+// unconfirmedWrite is a state document whose write storage did not confirm, with the
+// changes it carries. All writes remembered at once replaced the same version, so at
+// most one of them can have landed.
+type unconfirmedWrite struct {
+	doc     []byte
+	state   State
+	changes []Change
+	// req is the request the write carried out; once the write is found to have landed,
+	// it is done and must not be carried out again.
+	req Request
+}
+
+// destroyRemoved deletes the private keys of keys that changes removed or revoked.
+func (k *Keyset) destroyRemoved(ctx context.Context, changes []Change) {
 	for _, c := range changes {
 		if c.Type == Removed || c.Type == Revoked {
 			if err := k.store.DeleteKey(ctx, c.Key.KID); err != nil {
@@ -89,7 +123,6 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 			}
 		}
 	}
-	return k.publishCurrent(ctx)
 }
 
 // commit makes s the served state and tells OnCommit.
@@ -102,11 +135,9 @@ func (k *Keyset) commit(s State, version uint64, changes []Change) {
 	k.opts.OnCommit(s.Clone(), changes)
 }
 
-// refresh re-reads the stored state and adopts it when another replica changed it.
-//
-// TODO: a state this replica wrote but storage did not confirm (an answer lost in a
-// timeout) is adopted here as if another replica wrote it, so its changes are never
-// announced to issuers.
+// refresh re-reads the stored state and adopts it when it changed: another replica's
+// change (nothing to announce), or this replica's own write whose confirmation was lost,
+// recognised by its bytes, whose changes are announced now.
 func (k *Keyset) refresh(ctx context.Context) error {
 	doc, version, err := k.store.Load(ctx)
 	if err != nil {
@@ -114,9 +145,31 @@ func (k *Keyset) refresh(ctx context.Context) error {
 	}
 	k.mu.Lock()
 	same := k.state != nil && version == k.version
+	var own *unconfirmedWrite
+	for _, u := range k.unconfirmed {
+		if bytes.Equal(doc, u.doc) {
+			own = u
+		}
+	}
+	if !same {
+		// Once the state has moved, a write lost on the way can never land: it was a
+		// check-and-set on the version it replaced.
+		k.unconfirmed = nil
+	}
 	k.mu.Unlock()
 	if same {
 		return nil
+	}
+	if own != nil {
+		k.log.Info("a state write that storage did not confirm had landed",
+			zap.String("location", k.store.Location()))
+		k.mu.Lock()
+		k.pending = k.pending.without(own.req)
+		k.mu.Unlock()
+		k.commit(own.state, version, own.changes)
+		k.logChanges(own.changes)
+		k.destroyRemoved(ctx, own.changes)
+		return k.publishCurrent(ctx)
 	}
 	s, err := Decode(doc, k.name)
 	if err != nil {
