@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keyd-io/keyd/admin"
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/jwks"
 	"github.com/keyd-io/keyd/rotation"
@@ -39,6 +40,12 @@ type Daemon struct {
 	listener net.Listener
 	wg       sync.WaitGroup
 	started  time.Time
+
+	// Running as a system service: systemd notifications, admin socket, metrics.
+	svc     *service
+	stopSvc func()
+	admin   *admin.Server
+	metrics *metrics
 }
 
 // runner is one keyset's rotation loop and the means to stop it.
@@ -59,20 +66,25 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		jwks:    jwks.NewHandler(cfg.DefaultKeyset().Name),
 		keysets: map[string]*runner{},
 		started: time.Now(),
+		svc:     newService(log),
+		stopSvc: func() {},
 	}
+	d.metrics = newMetrics(d)
 	backend, err := openStorage(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	d.backend = backend
 
-	for i := range cfg.Keysets {
-		if err := d.startKeyset(ctx, &cfg.Keysets[i]); err != nil {
-			d.Close()
-			return nil, err
-		}
+	if err := d.loadKeysets(ctx, cfg); err != nil {
+		d.Close()
+		return nil, err
 	}
 	if err := d.listen(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.listenAdmin(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -84,12 +96,15 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.serve() }()
+	d.serveAdmin()
 	for _, r := range d.runners() {
 		d.runKeyset(r)
 	}
 	d.log.Info("keyd ready", zap.String("listen", d.listener.Addr().String()),
 		zap.String("config", d.cfg.Source()), zap.Int("keysets", len(d.cfg.Keysets)),
 		zap.Duration("startup", time.Since(d.started)))
+	d.svc.ready(d.summary())
+	d.startService()
 
 	for {
 		select {
@@ -104,7 +119,9 @@ func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 				d.log.Info("SIGUSR1: rotating every keyset")
 				d.Rotate(rotation.Request{Rotate: true})
 			case syscall.SIGHUP:
+				d.svc.reloading()
 				d.Reload()
+				d.svc.ready(d.summary())
 			case syscall.SIGTERM, syscall.SIGINT:
 				d.log.Info("stopping", zap.String("signal", sig.String()))
 				return d.shutdown()
@@ -125,6 +142,7 @@ func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
 
 // Close releases storage; Run's shutdown calls it.
 func (d *Daemon) Close() {
+	d.closeAdmin()
 	if d.listener != nil {
 		d.listener.Close()
 	}
@@ -140,9 +158,11 @@ func (d *Daemon) startKeyset(ctx context.Context, ks *config.Keyset) error {
 		OnCommit: func(s rotation.State, changes []rotation.Change) {
 			d.onCommit(name, s, changes)
 		},
+		OnStep: d.metrics.observeStep(name),
 	}
 	d.backend.Tune(&opts)
-	keyset := rotation.NewKeyset(name, policyOf(ks), d.backend.Keyset(name), opts)
+	store := d.metrics.store(name, d.backend.Keyset(name))
+	keyset := rotation.NewKeyset(name, policyOf(ks), store, opts)
 	if err := keyset.Start(ctx); err != nil {
 		return err
 	}
@@ -195,6 +215,9 @@ func (d *Daemon) maxAge(name string) time.Duration {
 }
 
 func (d *Daemon) shutdown() error {
+	d.svc.stopping()
+	d.stopSvc()
+	d.closeAdmin()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err := d.server.Shutdown(ctx)

@@ -18,7 +18,9 @@ import (
 // them; the state is written with check-and-set; the issuers' current key is replaced
 // only after the commit; private keys of removed keys are deleted last.
 func (k *Keyset) Step(ctx context.Context, req Request) error {
-	err := k.step(ctx, req)
+	var d Decision
+	err := k.step(ctx, req, &d)
+	k.opts.OnStep(req, d, err)
 	if err != nil {
 		k.fail(err)
 		return err
@@ -29,13 +31,15 @@ func (k *Keyset) Step(ctx context.Context, req Request) error {
 	return nil
 }
 
-func (k *Keyset) step(ctx context.Context, req Request) error {
+// step records what it decided in *d, so that a failure can still be told apart from a
+// step that had nothing to do.
+func (k *Keyset) step(ctx context.Context, req Request, d *Decision) error {
 	k.mu.Lock()
 	pol, prev, version := k.pol, k.state, k.version
 	k.mu.Unlock()
 	now := k.opts.Now()
 
-	d := Plan(prev, pol, now, req)
+	*d = Plan(prev, pol, now, req)
 	if d.Empty() {
 		return k.publishCurrent(ctx)
 	}
@@ -47,7 +51,7 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 	if err != nil {
 		return fmt.Errorf("keyset %q: %w", k.name, err)
 	}
-	next, changes := Apply(prev, k.name, pol, d, pub, now)
+	next, changes := Apply(prev, k.name, pol, *d, pub, now)
 	doc, err := next.Encode()
 	if err != nil {
 		return err
