@@ -43,11 +43,14 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, fmt.Errorf("send %s to %s: %w", req.Command, c.Socket, err)
-	}
+	// A failed send is reported only when no answer explains it: the daemon may have
+	// answered a refusal and closed before reading everything.
+	sendErr := json.NewEncoder(conn).Encode(req)
 	data, err := io.ReadAll(io.LimitReader(conn, MaxResponseBytes))
-	if err != nil {
+	if sendErr != nil && len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("send %s to %s: %w", req.Command, c.Socket, sendErr)
+	}
+	if err != nil && len(data) == 0 {
 		return nil, fmt.Errorf("read answer from %s: %w", c.Socket, err)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -77,5 +80,3 @@ func (c *Client) dialError(err error) error {
 	}
 	return fmt.Errorf("admin socket %s: %w", c.Socket, err)
 }
-
-

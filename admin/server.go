@@ -121,6 +121,10 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 		s.log.Warn("admin socket: peer credentials unavailable", zap.Error(err))
 		return
 	}
+	// The request is read (bounded) before the peer is judged, so that a refused client
+	// reads the reason instead of a broken pipe.
+	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
+	req, readErr := readRequest(conn)
 	if !s.allow(peer.UID) {
 		s.log.Warn("admin socket: refused peer", zap.Uint32("peer_uid", peer.UID),
 			zap.Int32("peer_pid", peer.PID))
@@ -128,11 +132,8 @@ func (s *Server) serveConn(conn *net.UnixConn) {
 			"run as the user keyd runs as, or as root", peer.UID)})
 		return
 	}
-
-	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
-	req, err := readRequest(conn)
-	if err != nil {
-		s.reply(conn, Response{Error: err.Error()})
+	if readErr != nil {
+		s.reply(conn, Response{Error: readErr.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, commandTimeout)
