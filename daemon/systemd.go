@@ -28,6 +28,8 @@ type service struct {
 	// watchdog is systemd's WatchdogSec (0: no watchdog).
 	watchdog time.Duration
 	enabled  bool
+	// wedged is set while pings are withheld (watch's goroutine only).
+	wedged bool
 
 	mu         sync.Mutex
 	lastStatus string
@@ -93,43 +95,50 @@ func (s *service) extendStart(d time.Duration, status string) {
 	s.notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d\nSTATUS=%s", d.Microseconds(), status))
 }
 
-// watch runs until ctx ends. On every tick it refreshes STATUS= and, when systemd has a
-// watchdog, sends WATCHDOG=1 only if alive returns nil within half the watchdog
-// interval: a rotation loop stuck in a step stops the pings and systemd restarts keyd.
+// watch runs until ctx ends, calling beat on every tick.
 func (s *service) watch(ctx context.Context, tick <-chan time.Time,
 	alive func(context.Context) error, summary func() string,
 ) {
-	wedged := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick:
 		}
-		s.status(summary())
-		if s.watchdog <= 0 {
-			continue
-		}
-		probeCtx, cancel := context.WithTimeout(ctx, s.watchdog/2)
-		err := alive(probeCtx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			if !wedged {
-				s.log.Error("rotation loop not answering; withholding watchdog pings",
-					zap.Error(err))
-			}
-			wedged = true
-			continue
-		}
-		if wedged {
-			s.log.Info("rotation loops answer again; watchdog pings resumed")
-		}
-		wedged = false
-		s.notify("WATCHDOG=1")
+		s.beat(ctx, alive, summary)
 	}
+}
+
+// beat refreshes STATUS= and, when systemd has a watchdog, sends WATCHDOG=1 only if
+// alive returns nil within half the watchdog interval: a rotation loop stuck in a step
+// stops the pings and systemd restarts keyd. It reports whether it pinged.
+func (s *service) beat(ctx context.Context, alive func(context.Context) error,
+	summary func() string,
+) bool {
+	s.status(summary())
+	if s.watchdog <= 0 {
+		return false
+	}
+	probeCtx, cancel := context.WithTimeout(ctx, s.watchdog/2)
+	err := alive(probeCtx)
+	cancel()
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		if !s.wedged {
+			s.log.Error("rotation loop not answering; withholding watchdog pings",
+				zap.Error(err))
+		}
+		s.wedged = true
+		return false
+	}
+	if s.wedged {
+		s.log.Info("rotation loops answer again; watchdog pings resumed")
+	}
+	s.wedged = false
+	s.notify("WATCHDOG=1")
+	return true
 }
 
 // tickEvery returns the period of watch's ticks: half the watchdog interval, so one
