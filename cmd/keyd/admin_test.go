@@ -249,4 +249,3 @@ func TestAdminWhenUnreachable(t *testing.T) {
 		}
 	})
 }
-
