@@ -127,6 +127,25 @@ func TestAdminCommands(t *testing.T) {
 		}
 	})
 
+	t.Run("revoke asks on a terminal", func(t *testing.T) {
+		script, err := exec.LookPath("script")
+		if err != nil {
+			t.Skip("script(1) is not installed")
+		}
+		// script gives keyd a terminal; the answer "n" comes through it.
+		cmd := exec.Command(script, "-qec", keydtest.Binary(t)+" revoke --keyset api "+second+
+			" --config "+p.Config, "/dev/null")
+		cmd.Stdin = strings.NewReader("n\n")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "[y/N]") ||
+			!strings.Contains(string(out), "revocation cancelled") {
+			t.Errorf("revoke on a terminal answered n: %v\n%s", err, out)
+		}
+		if kids := jwksKIDs(t, p, "api"); kids[0] != second {
+			t.Errorf("a cancelled revocation changed the JWKS: %v", kids)
+		}
+	})
+
 	t.Run("revoke the current key", func(t *testing.T) {
 		out, code := run(t, p, "revoke", "--keyset", "api", second)
 		if code != 0 || !strings.Contains(out, "api: revoked") {
