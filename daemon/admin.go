@@ -55,9 +55,9 @@ func (h adminHandler) Handle(ctx context.Context, peer admin.Peer, req admin.Req
 	case admin.CommandStatus:
 		resp.Status = h.d.status()
 	case admin.CommandRotate:
-		resp = h.d.adminRotate(ctx, req)
+		resp = h.d.adminRotate(ctx, peer, req)
 	case admin.CommandRevoke:
-		resp = h.d.adminRevoke(ctx, req)
+		resp = h.d.adminRevoke(ctx, peer, req)
 	default:
 		resp.Error = fmt.Sprintf("unknown command %q", req.Command)
 	}
@@ -90,7 +90,8 @@ func (h adminHandler) audit(peer admin.Peer, req admin.Request, resp admin.Respo
 }
 
 // adminRotate rotates one keyset, or every keyset when none is named, and waits for it.
-func (d *Daemon) adminRotate(ctx context.Context, req admin.Request) admin.Response {
+func (d *Daemon) adminRotate(ctx context.Context, peer admin.Peer, req admin.Request,
+) admin.Response {
 	runners, err := d.select1(req.Keyset, false)
 	if err != nil {
 		return admin.Response{Error: err.Error()}
@@ -98,7 +99,8 @@ func (d *Daemon) adminRotate(ctx context.Context, req admin.Request) admin.Respo
 	var resp admin.Response
 	for _, r := range runners {
 		before, _ := r.keyset.State()
-		err := r.keyset.Do(ctx, rotation.Request{Rotate: true, Immediate: req.Immediate})
+		err := r.keyset.Do(ctx, rotation.Request{Rotate: true, Immediate: req.Immediate,
+			By: peerName(peer)})
 		resp.Results = append(resp.Results, d.resultOf(r, before, err))
 	}
 	return resp
@@ -106,7 +108,8 @@ func (d *Daemon) adminRotate(ctx context.Context, req admin.Request) admin.Respo
 
 // adminRevoke revokes one key: it leaves the JWKS at once and its private key is
 // destroyed; a revoked current or next key is replaced by the engine.
-func (d *Daemon) adminRevoke(ctx context.Context, req admin.Request) admin.Response {
+func (d *Daemon) adminRevoke(ctx context.Context, peer admin.Peer, req admin.Request,
+) admin.Response {
 	if req.Keyset == "" || req.KID == "" {
 		return admin.Response{Error: "revoke needs a keyset and a kid"}
 	}
@@ -115,7 +118,7 @@ func (d *Daemon) adminRevoke(ctx context.Context, req admin.Request) admin.Respo
 		return admin.Response{Error: err.Error()}
 	}
 	r := runners[0]
-	err = r.keyset.Do(ctx, rotation.Request{Revoke: req.KID})
+	err = r.keyset.Do(ctx, rotation.Request{Revoke: req.KID, By: peerName(peer)})
 	if errors.Is(err, rotation.ErrUnknownKID) {
 		return admin.Response{Error: fmt.Sprintf("keyset %q holds no key %s (see keyd status)",
 			req.Keyset, req.KID)}
@@ -125,6 +128,11 @@ func (d *Daemon) adminRevoke(ctx context.Context, req admin.Request) admin.Respo
 		res.Outcome = admin.OutcomeRevoked
 	}
 	return admin.Response{Results: []admin.Result{res}}
+}
+
+// peerName names an admin socket caller in lifecycle log lines.
+func peerName(peer admin.Peer) string {
+	return fmt.Sprintf("admin uid %d", peer.UID)
 }
 
 // select1 returns the runner of keyset name, or every runner when name is empty and

@@ -117,7 +117,7 @@ func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 			switch sig {
 			case syscall.SIGUSR1:
 				d.log.Info("SIGUSR1: rotating every keyset")
-				d.Rotate(rotation.Request{Rotate: true})
+				d.Rotate(rotation.Request{Rotate: true, By: "SIGUSR1"})
 			case syscall.SIGHUP:
 				d.svc.reloading()
 				d.Reload()

@@ -71,7 +71,7 @@ func (k *Keyset) step(ctx context.Context, req Request, d *Decision) error {
 	}
 
 	k.commit(next, newVersion, changes)
-	k.logChanges(changes)
+	k.logChanges(changes, req.By)
 	if d.Defer {
 		k.log.Info("rotation requested; the next key must be published for publish_lead first",
 			zap.String("kid", next.InPhase(Next).KID),
@@ -196,10 +196,16 @@ func (k *Keyset) cleanOrphans(ctx context.Context) error {
 	return nil
 }
 
-func (k *Keyset) logChanges(changes []Change) {
+// logChanges writes one line per change, saying who caused it: by names the requester,
+// or is empty when the change fell due on schedule.
+func (k *Keyset) logChanges(changes []Change, by string) {
+	if by == "" {
+		by = "schedule"
+	}
 	for _, c := range changes {
 		fields := []zap.Field{
 			zap.String("event", string(c.Type)),
+			zap.String("by", by),
 			zap.String("kid", c.Key.KID),
 			zap.String("alg", c.Key.Alg),
 			zap.Time("published_at", c.Key.PublishedAt),

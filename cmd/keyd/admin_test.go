@@ -189,6 +189,10 @@ func TestAdminCommands(t *testing.T) {
 		for _, want := range []string{
 			`"audit":"admin"`, `"peer_uid":` + strconv.Itoa(os.Geteuid()), `"command":"revoke"`,
 			`"kid":"` + second + `"`, `"command":"rotate"`, `"immediate":true`,
+			// Lifecycle lines say who caused them.
+			`"event":"key.revoked","by":"admin uid ` + strconv.Itoa(os.Geteuid()) + `","kid":"` +
+				second + `"`,
+			`"event":"key.published","by":"schedule"`,
 		} {
 			if !strings.Contains(log, want) {
 				t.Errorf("log lacks %s", want)
