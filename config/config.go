@@ -107,8 +107,17 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Default()
 	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes, defaults and validates a configuration read from path.
+func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path}
-	md, err := toml.DecodeFile(path, cfg)
+	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %s", path, decodeError(err))
 	}
@@ -165,7 +174,7 @@ func (c *Config) Keyset(name string) *Keyset {
 	return nil
 }
 
-// FileMode returns the mode for the files issuers read (current.jwk, current.pem).
+// Mode returns the mode for the files issuers read (current.jwk, current.pem).
 func (d Disk) Mode() os.FileMode {
 	mode, err := parseMode(d.FileMode)
 	if err != nil {
@@ -267,6 +276,15 @@ func decodeError(err error) string {
 	return err.Error()
 }
 
+// fileError prefixes every one of err's problems with the file, one problem per line.
 func fileError(path string, err error) error {
-	return fmt.Errorf("config %s: %w", path, err)
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("config %s: %w", path, e))
+	}
+	return errors.Join(errs...)
 }

@@ -53,16 +53,24 @@ func (c *Config) validate() error {
 		add("log.format", "%q is not one of json, console", c.Log.Format)
 	}
 	errs = append(errs, c.Storage.validate()...)
+	if c.Storage.Backend == "vault" {
+		// Replicas learn of a new next key only at their next refresh; it must reach them
+		// all before it may sign.
+		for _, k := range c.Keysets {
+			if k.PublishLead > 0 && c.Storage.Vault.Refresh > k.PublishLead {
+				add("storage.vault.refresh", "%s is longer than publish_lead %s of keyset %q: "+
+					"other replicas would serve a new key only after it may already sign",
+					c.Storage.Vault.Refresh.D(), k.PublishLead.D(), k.Name)
+			}
+		}
+	}
 
 	seen := map[string]bool{}
 	for i := range c.Keysets {
 		k := &c.Keysets[i]
-		prefix := fmt.Sprintf("keyset[%d]", i)
-		if k.Name != "" {
-			prefix = fmt.Sprintf("keyset %q", k.Name)
-		}
+		prefix := fmt.Sprintf("keyset[%d] (%q)", i, k.Name)
 		if seen[k.Name] {
-			add(prefix+".name", "duplicate keyset name")
+			add(prefix+": name", "%q is already the name of an earlier keyset", k.Name)
 		}
 		seen[k.Name] = true
 		for _, err := range k.validate() {

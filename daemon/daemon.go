@@ -70,13 +70,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		stopSvc: func() {},
 	}
 	d.metrics = newMetrics(d)
-	backend, err := openStorage(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	d.backend = backend
-
-	if err := d.loadKeysets(ctx, cfg); err != nil {
+	if err := d.openKeysets(ctx, cfg); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -146,8 +140,11 @@ func (d *Daemon) Close() {
 	if d.listener != nil {
 		d.listener.Close()
 	}
-	if d.backend != nil {
-		d.backend.Close()
+	d.mu.Lock()
+	backend := d.backend
+	d.mu.Unlock()
+	if backend != nil {
+		backend.Close()
 	}
 }
 

@@ -11,42 +11,68 @@ import (
 	"github.com/keyd-io/keyd/config"
 )
 
-// Loading keys at start: storage that answers slowly gets more time from systemd, in
-// steps, up to StartupTimeout; then keyd gives up with an error naming the keyset.
+// Opening storage and loading keys at start: storage that answers slowly gets more time
+// from systemd, in steps, up to StartupTimeout; then keyd gives up with an error that says
+// what it was waiting for.
 const (
-	// StartupTimeout bounds how long loading every keyset at start may take.
+	// StartupTimeout bounds how long opening storage and loading every keyset may take.
 	StartupTimeout = 2 * time.Minute
-	// startupNotice is how long loading may take before systemd is asked for more time.
+	// startupNotice is how long a start may take before systemd is asked for more time.
 	startupNotice = 2 * time.Second
 	// startupExtend is how much more time each request asks for.
 	startupExtend = 10 * time.Second
 )
 
-// loadKeysets starts every keyset of cfg. While it runs, systemd's start timeout is
-// extended every startupNotice; past StartupTimeout (or ctx's deadline, if sooner) it
-// returns an error naming the keyset whose storage does not answer. A load that never
-// returns (a hung file system) is left behind: keyd is about to exit.
-func (d *Daemon) loadKeysets(ctx context.Context, cfg *config.Config) error {
+// openKeysets opens storage and starts every keyset of cfg, within slowStart's bounds.
+func (d *Daemon) openKeysets(ctx context.Context, cfg *config.Config) error {
+	return slowStart(ctx, d.svc, d.log, func(ctx context.Context, doing func(string)) error {
+		doing("opening storage (" + cfg.Storage.Backend + ")")
+		backend, err := openStorage(ctx, cfg, d.log)
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.backend = backend
+		d.mu.Unlock()
+		for i := range cfg.Keysets {
+			name := cfg.Keysets[i].Name
+			doing(fmt.Sprintf("loading keyset %s from %s", name,
+				backend.Keyset(name).Location()))
+			if err := d.startKeyset(ctx, &cfg.Keysets[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// slowStart runs load. While it runs, systemd's start timeout is extended every
+// startupNotice, with a STATUS= saying what load is doing (as it last told doing). Past
+// StartupTimeout, or ctx's deadline if sooner, slowStart returns an error saying what
+// did not finish. A load that never returns (a hung file system) is left behind: keyd is
+// about to exit.
+func slowStart(ctx context.Context, svc *service, log *zap.Logger,
+	load func(ctx context.Context, doing func(string)) error,
+) error {
 	ctx, cancel := context.WithTimeout(ctx, StartupTimeout)
 	defer cancel()
 
 	var (
-		mu      sync.Mutex
-		loading string
+		mu  sync.Mutex
+		now string
 	)
+	doing := func(what string) {
+		mu.Lock()
+		now = what
+		mu.Unlock()
+	}
+	current := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
 	done := make(chan error, 1)
-	go func() {
-		for i := range cfg.Keysets {
-			mu.Lock()
-			loading = cfg.Keysets[i].Name
-			mu.Unlock()
-			if err := d.startKeyset(ctx, &cfg.Keysets[i]); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
+	go func() { done <- load(ctx, doing) }()
 
 	started := time.Now()
 	ticker := time.NewTicker(startupNotice)
@@ -56,21 +82,13 @@ func (d *Daemon) loadKeysets(ctx context.Context, cfg *config.Config) error {
 		case err := <-done:
 			return err
 		case <-ticker.C:
-			mu.Lock()
-			name := loading
-			mu.Unlock()
-			where := d.backend.Keyset(name).Location()
-			d.log.Warn("storage is slow; still loading keyset", zap.String("keyset", name),
-				zap.String("location", where), zap.Duration("elapsed", time.Since(started)))
-			d.svc.extendStart(startupExtend, fmt.Sprintf("loading keyset %s from %s",
-				name, where))
+			what := current()
+			log.Warn("storage is slow; still starting", zap.String("doing", what),
+				zap.Duration("elapsed", time.Since(started)))
+			svc.extendStart(startupExtend, what)
 		case <-ctx.Done():
-			mu.Lock()
-			name := loading
-			mu.Unlock()
-			return fmt.Errorf("keyset %q: storage %s did not answer within %s: %w", name,
-				d.backend.Keyset(name).Location(), time.Since(started).Round(time.Second),
-				ctx.Err())
+			return fmt.Errorf("start: still %s after %s, giving up: %w", current(),
+				time.Since(started).Round(time.Second), ctx.Err())
 		}
 	}
 }

@@ -3,64 +3,58 @@ package daemon
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/keyd-io/keyd/config"
 )
 
-// TestStartGivesUpOnHungStorage: a state file that never answers (a FIFO with no
-// writer, like a hung network file system) stops the start with an error that names
-// the keyset and the file, once the start deadline passes.
-func TestStartGivesUpOnHungStorage(t *testing.T) {
-	dir := t.TempDir()
-	stateDir := filepath.Join(dir, "data", "api")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(stateDir, "state.json")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Let the abandoned read finish when the test ends.
-	t.Cleanup(func() {
-		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			f.Close()
-		}
-	})
-	path := filepath.Join(dir, "keyd.toml")
-	err := os.WriteFile(path, []byte(`
-[server]
-listen = "127.0.0.1:0"
-admin_socket = "`+filepath.Join(dir, "admin.sock")+`"
-[storage.disk]
-dir = "`+filepath.Join(dir, "data")+`"
-[[keyset]]
-name = "api"
-`), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	d, err := New(ctx, cfg, zap.NewNop(), zap.NewAtomicLevel())
-	if err == nil {
-		d.Close()
-		t.Fatal("New succeeded on storage that never answers")
-	}
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `"api"`) ||
-		!strings.Contains(err.Error(), fifo) {
-		t.Errorf("err = %v, want a deadline error naming keyset \"api\" and %s", err, fifo)
+func TestSlowStart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		loadTime   time.Duration // how long loading takes; 0: never finishes
+		wantErr    string
+		wantExtend int
+	}{
+		{name: "fast storage", loadTime: time.Second},
+		{name: "slow storage gets more time", loadTime: 7 * time.Second, wantExtend: 3},
+		{
+			name:    "hung storage is given up",
+			wantErr: "still loading keyset api from /var/lib/keyd/api/state.json after 2m0s",
+			// The last tick and the deadline fall together; either may come first.
+			wantExtend: int(StartupTimeout/startupNotice) - 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				out := &sink{}
+				svc := &service{log: zap.NewNop(), send: out.send, enabled: true}
+				release := make(chan struct{})
+				defer close(release)
+				err := slowStart(context.Background(), svc, zap.NewNop(),
+					func(ctx context.Context, doing func(string)) error {
+						doing("loading keyset api from /var/lib/keyd/api/state.json")
+						if tc.loadTime == 0 {
+							<-release // hung: never returns while slowStart waits
+							return nil
+						}
+						time.Sleep(tc.loadTime)
+						return nil
+					})
+				switch {
+				case tc.wantErr == "" && err != nil:
+					t.Fatalf("slowStart = %v", err)
+				case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) ||
+					!errors.Is(err, context.DeadlineExceeded)):
+					t.Fatalf("slowStart = %v, want a deadline error with %q", err, tc.wantErr)
+				}
+				got := out.count("EXTEND_TIMEOUT_USEC=10000000\nSTATUS=loading keyset api")
+				if got != tc.wantExtend && (tc.loadTime != 0 || got != tc.wantExtend+1) {
+					t.Errorf("%d extensions, want %d (%q)", got, tc.wantExtend, out.sent)
+				}
+			})
+		})
 	}
 }

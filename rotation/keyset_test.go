@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -205,6 +206,82 @@ func TestRunnerRevokeUnknownKID(t *testing.T) {
 		err := h.keyset.Do(context.Background(), rotation.Request{Revoke: "nope"})
 		if err == nil {
 			t.Fatal("revoking an unknown kid succeeded")
+		}
+	})
+}
+
+func TestStartRefusesCorruptStateUntouched(t *testing.T) {
+	tests := []struct {
+		name    string
+		state   string
+		wantMsg string
+	}{
+		{name: "not JSON", state: "{not json", wantMsg: "decode state"},
+		{name: "unknown version", state: `{"version": 9, "keyset": "api", "keys": []}`,
+			wantMsg: "state version 9 is not supported"},
+		{name: "no current key", state: `{"version": 1, "keyset": "api", "keys": []}`,
+			wantMsg: "0 current keys"},
+		{name: "another keyset's state", state: `{"version": 1, "keyset": "web", "keys": []}`,
+			wantMsg: `belongs to keyset "web"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "api", "state.json")
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(tc.state), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b, err := disk.Open(dir, disk.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			ks := rotation.NewKeyset("api", policy(t, "@daily", time.Hour, time.Hour),
+				b.Keyset("api"), rotation.Options{})
+			err = ks.Start(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) ||
+				!strings.Contains(err.Error(), path) {
+				t.Fatalf("Start: %v, want an error naming %s and saying %q", err, path, tc.wantMsg)
+			}
+			after, _ := os.ReadFile(path)
+			if string(after) != tc.state {
+				t.Fatal("the refused state file was changed")
+			}
+			if entries, _ := os.ReadDir(filepath.Join(dir, "api")); len(entries) != 1 {
+				t.Fatalf("keyset dir holds %d entries after a refused start, want only state.json",
+					len(entries))
+			}
+		})
+	}
+}
+
+func TestStartCleansOrphanKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		pol := policy(t, "@daily", time.Hour, time.Hour)
+		h := start(t, dir, pol)
+		synctest.Wait()
+		h.stop()
+
+		// A crash between storing a fresh private key and committing the state leaves a
+		// key that no state names.
+		orphan := filepath.Join(dir, "api", "keys", strings.Repeat("A", 43)+".jwk")
+		if err := os.WriteFile(orphan, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again := start(t, dir, pol)
+		synctest.Wait()
+		if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+			t.Fatalf("orphan private key survived a start: %v", err)
+		}
+		s, _ := again.keyset.State()
+		for _, k := range s.Keys {
+			if _, err := os.Stat(filepath.Join(dir, "api", "keys", k.KID+".jwk")); err != nil {
+				t.Fatalf("a named key was cleaned up: %v", err)
+			}
 		}
 	})
 }

@@ -13,10 +13,11 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwt"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/keyd-io/keyd/backends"
-	"github.com/keyd-io/keyd/backends/disk"
 	"github.com/keyd-io/keyd/config"
+	"github.com/keyd-io/keyd/daemon"
 	"github.com/keyd-io/keyd/jwks"
 	"github.com/keyd-io/keyd/keys"
 	"github.com/keyd-io/keyd/rotation"
@@ -39,7 +40,7 @@ func offlineCommands(configPath *string) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStored(cfg)
+			st, err := openStored(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -90,7 +91,7 @@ func offlineCommands(configPath *string) []*cobra.Command {
 				return fmt.Errorf("--ttl %s: must be positive and at most keyset %q's "+
 					"token_ttl %s", ttl, ks.Name, ks.TokenTTL.D())
 			}
-			st, err := openStored(cfg)
+			st, err := openStored(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}
@@ -134,32 +135,25 @@ func configAndKeyset(configPath, name string) (*config.Config, *config.Keyset, e
 
 // stored is storage opened read-only for the offline commands.
 type stored struct {
-	backend *disk.Backend
+	daemon.Reader
 }
 
-// openStored opens the configured storage without taking the daemon's lock.
-func openStored(cfg *config.Config) (*stored, error) {
-	if cfg.Storage.Backend != "disk" {
-		// TODO: read Vault storage too, once the Vault backend offers a read-only open.
-		return nil, fmt.Errorf("storage.backend %q: offline commands read disk storage "+
-			"only; ask the running daemon instead (keyd status)", cfg.Storage.Backend)
-	}
-	b, err := disk.Open(cfg.Storage.Disk.Dir, disk.Options{ReadOnly: true})
+// openStored opens the configured storage without disturbing a running daemon.
+func openStored(ctx context.Context, cfg *config.Config) (*stored, error) {
+	r, err := daemon.OpenReader(orBackground(ctx), cfg, zap.NewNop())
 	if err != nil {
-		return nil, fmt.Errorf("storage.disk.dir %s: %w", cfg.Storage.Disk.Dir, err)
+		return nil, err
 	}
-	return &stored{backend: b}, nil
+	return &stored{Reader: r}, nil
 }
-
-func (s *stored) Close() error { return s.backend.Close() }
 
 // state returns keyset name's stored state; backends.ErrNotFound when it never started.
 func (s *stored) state(ctx context.Context, name string) (rotation.State, error) {
-	store := s.backend.Keyset(name)
+	store := s.Keyset(name)
 	doc, _, err := store.Load(orBackground(ctx))
 	if errors.Is(err, backends.ErrNotFound) {
-		return rotation.State{}, fmt.Errorf("keyset %q has no stored state in %s yet (keyd "+
-			"creates it on its first start): %w", name, s.backend.Dir(), err)
+		return rotation.State{}, fmt.Errorf("keyset %q has no stored state at %s yet (keyd "+
+			"creates it on its first start): %w", name, store.Location(), err)
 	}
 	if err != nil {
 		return rotation.State{}, fmt.Errorf("keyset %q: %w", name, err)
@@ -184,7 +178,7 @@ func (s *stored) sign(ctx context.Context, name, claimsJSON string, ttl time.Dur
 		return "", err
 	}
 	cur := st.InPhase(rotation.Current)
-	data, err := s.backend.Keyset(name).GetKey(orBackground(ctx), cur.KID)
+	data, err := s.Keyset(name).GetKey(orBackground(ctx), cur.KID)
 	if err != nil {
 		return "", fmt.Errorf("keyset %q: current key %s: %w", name, cur.KID, err)
 	}

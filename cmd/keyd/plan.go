@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"text/tabwriter"
 	"time"
 
@@ -46,11 +47,10 @@ func planCommand(configPath *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var st *stored
-			if cfg.Storage.Backend == "disk" {
-				st, _ = openStored(cfg)
-			}
-			if st != nil {
+			// Without stored state (no data dir yet, storage unreachable) the plan starts
+			// from a first start now, and says so.
+			st, openErr := openStored(cmd.Context(), cfg)
+			if openErr == nil {
 				defer st.Close()
 			}
 			now := time.Now().UTC()
@@ -61,11 +61,15 @@ func planCommand(configPath *string) *cobra.Command {
 				}
 				var state *rotation.State
 				source := "no stored state: simulating the first start now"
+				if openErr != nil && !errors.Is(openErr, fs.ErrNotExist) {
+					source = fmt.Sprintf("storage not readable (%v): simulating the first "+
+						"start now", openErr)
+				}
 				if st != nil {
 					s, err := st.state(cmd.Context(), ks.Name)
 					switch {
 					case err == nil:
-						state, source = &s, "from "+st.backend.Keyset(ks.Name).Location()
+						state, source = &s, "from "+st.Keyset(ks.Name).Location()
 					case !errors.Is(err, backends.ErrNotFound):
 						return err
 					}
