@@ -21,8 +21,8 @@ const (
 	maxHeaderBytes    = 16 << 10
 )
 
-// OverdueAfter is how long past its due time a change may stay undone, or storage keep
-// failing, before /readyz reports the keyset not ready.
+// OverdueAfter is how long past its due time a change may stay undone (storage failing)
+// before /readyz reports the keyset not ready.
 const OverdueAfter = 5 * time.Minute
 
 func (d *Daemon) listen() error {
@@ -89,9 +89,8 @@ type keysetReadiness struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-// readyz is ready when every keyset's keys are loaded and no change has been failing or
-// overdue for longer than OverdueAfter: a short storage outage does not take every
-// replica out of service while the JWKS it serves is still right.
+// readyz is ready when every keyset's keys are loaded, its last storage operation worked
+// and no change is overdue by more than OverdueAfter.
 func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	body := readiness{Ready: true, Keysets: map[string]keysetReadiness{}}
 	now := time.Now()
@@ -115,7 +114,7 @@ func problemsOf(st rotation.Status, now time.Time) []string {
 	if !st.Loaded {
 		problems = append(problems, "keys not loaded")
 	}
-	if st.LastError != nil && now.Sub(st.FailingSince) > OverdueAfter {
+	if st.LastError != nil {
 		problems = append(problems, fmt.Sprintf("storage failing since %s: %v",
 			st.FailingSince.UTC().Format(time.RFC3339), st.LastError))
 	}

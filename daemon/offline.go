@@ -22,7 +22,8 @@ type Reader interface {
 // lock (the daemon may hold it) and refuses every write; Vault is shared by design.
 func OpenReader(ctx context.Context, cfg *config.Config, log *zap.Logger) (Reader, error) {
 	if cfg.Storage.Backend == "disk" {
-		b, err := disk.Open(cfg.Storage.Disk.Dir, disk.Options{ReadOnly: true})
+		b, err := disk.Open(cfg.Storage.Disk.Dir, disk.Options{ReadOnly: true,
+			IssuerFileMode: cfg.Storage.Disk.Mode()})
 		if err != nil {
 			return nil, fmt.Errorf("storage.disk.dir %s: %w", cfg.Storage.Disk.Dir, err)
 		}

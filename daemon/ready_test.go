@@ -20,22 +20,23 @@ func TestProblemsOf(t *testing.T) {
 		{name: "healthy", status: rotation.Status{Loaded: true, NextChange: now.Add(time.Hour)}},
 		{name: "not loaded", status: rotation.Status{}, want: []string{"keys not loaded"}},
 		{
-			name: "failing within the bound",
+			name: "storage failing, nothing due yet",
 			status: rotation.Status{Loaded: true, LastError: failing,
-				FailingSince: now.Add(-OverdueAfter), NextChange: now.Add(-OverdueAfter)},
+				FailingSince: now.Add(-time.Second), NextChange: now.Add(time.Hour)},
+			want: []string{"storage failing since"},
 		},
 		{
-			name: "failing past the bound",
+			name: "a due change failing within the bound",
+			status: rotation.Status{Loaded: true, LastError: failing,
+				FailingSince: now.Add(-OverdueAfter), NextChange: now.Add(-OverdueAfter)},
+			want: []string{"storage failing since"},
+		},
+		{
+			name: "a due change failing past the bound",
 			status: rotation.Status{Loaded: true, LastError: failing,
 				FailingSince: now.Add(-OverdueAfter - time.Second),
 				NextChange:   now.Add(-OverdueAfter - time.Second)},
 			want: []string{"rotation overdue since", "storage failing since"},
-		},
-		{
-			name: "failing long, nothing due",
-			status: rotation.Status{Loaded: true, LastError: failing,
-				FailingSince: now.Add(-time.Hour), NextChange: now.Add(time.Hour)},
-			want: []string{"storage failing since"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

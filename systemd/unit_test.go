@@ -81,7 +81,7 @@ func TestUnitSettings(t *testing.T) {
 		{name: "reload sends SIGHUP", line: "ExecReload=/bin/kill -HUP $MAINPID"},
 		{name: "restarts on failure", line: "Restart=on-failure"},
 		{name: "has a watchdog", line: "WatchdogSec=60s"},
-		{name: "private state dir", line: "StateDirectoryMode=0700"},
+		{name: "state dir for keyd and its group", line: "StateDirectoryMode=0750"},
 		{name: "private runtime dir", line: "RuntimeDirectoryMode=0700"},
 		{name: "dedicated user", line: "User=keyd"},
 	} {

@@ -171,12 +171,12 @@ func promoted(t *testing.T, before, after rotation.State) {
 // once: exactly one rotation happens, and every replica serves the same JWKS.
 func TestVaultReplicas(t *testing.T) {
 	srv := vaulttest.StartDev(t)
-	config := vaultConfig(t, srv, "")
-	first := keydtest.Start(t, config, keydtest.Options{})
+	// Each replica has a configuration of its own, so that each gets its own admin socket.
+	first := keydtest.Start(t, vaultConfig(t, srv, ""), keydtest.Options{})
 	replicas := []*keydtest.Process{
 		first,
-		keydtest.Start(t, config, keydtest.Options{}),
-		keydtest.Start(t, config, keydtest.Options{}),
+		keydtest.Start(t, vaultConfig(t, srv, ""), keydtest.Options{}),
+		keydtest.Start(t, vaultConfig(t, srv, ""), keydtest.Options{}),
 	}
 	before, _ := storedState(t, srv)
 	sameETag(t, replicas, "")
