@@ -31,3 +31,7 @@ func OpenReader(ctx context.Context, cfg *config.Config, log *zap.Logger) (Reade
 	}
 	return openStorage(ctx, cfg, log)
 }
+
+// Policy returns the rotation policy that keyset ks's configuration describes, as the
+// daemon runs it; keyd plan simulates with it.
+func Policy(ks *config.Keyset) rotation.Policy { return policyOf(ks) }

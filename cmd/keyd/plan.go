@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyd-io/keyd/backends"
 	"github.com/keyd-io/keyd/config"
+	"github.com/keyd-io/keyd/daemon"
 	"github.com/keyd-io/keyd/rotation"
 )
 
@@ -87,7 +88,7 @@ func planCommand(configPath *string) *cobra.Command {
 func printPlan(w io.Writer, ks *config.Keyset, source string, s *rotation.State,
 	now time.Time, rotations int,
 ) {
-	pol := policyOf(ks)
+	pol := daemon.Policy(ks)
 	rows, order := planRows(s, rotation.Simulate(s, ks.Name, pol, now, rotations))
 
 	fmt.Fprintf(w, "keyset %s (%s, schedule %q, publish_lead %s, token_ttl %s, grace %s)\n",
@@ -203,14 +204,4 @@ func shortKID(kid string) string {
 		return kid[:12] + "…"
 	}
 	return kid
-}
-
-func policyOf(ks *config.Keyset) rotation.Policy {
-	return rotation.Policy{
-		Algorithm:   ks.Algorithm,
-		RSABits:     ks.RSABits,
-		Schedule:    ks.Cron,
-		PublishLead: ks.PublishLead.D(),
-		Grace:       ks.Grace.D(),
-	}
 }
