@@ -42,6 +42,7 @@ type Config struct {
 	Log     Log      `toml:"log"`
 	Storage Storage  `toml:"storage"`
 	Keysets []Keyset `toml:"keyset"`
+	Notify  Notify   `toml:"notify"`
 }
 
 // Server holds the HTTP listener and admin socket settings.
@@ -232,6 +233,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Keysets {
 		c.Keysets[i].applyDefaults()
 	}
+	c.Notify.applyDefaults(&c.Storage)
 }
 
 func (k *Keyset) applyDefaults() {

@@ -15,6 +15,9 @@ func FuzzParse(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(example)
+	if notify, err := os.ReadFile("../docs/notify.config.toml"); err == nil {
+		f.Add(notify)
+	}
 	f.Add([]byte("[[keyset]]\nname = \"a\"\nschedule = \"CRON_TZ=Europe/Berlin 0 3 * * *\"\n"))
 	f.Add([]byte("[[keyset]]\nname = \"a\"\nschedule = \"@every 1s\"\npublish_lead = \"1ns\"\n"))
 	f.Add([]byte("[storage]\nbackend = \"vault\"\n[storage.vault]\nrefresh = \"7d\"\n"))

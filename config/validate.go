@@ -77,6 +77,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
 		}
 	}
+	errs = append(errs, c.Notify.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/keyd-io/keyd/admin"
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/jwks"
+	"github.com/keyd-io/keyd/notify"
 	"github.com/keyd-io/keyd/rotation"
 )
 
@@ -34,6 +35,7 @@ type Daemon struct {
 	cfg      *config.Config
 	backend  storage
 	jwks     *jwks.Handler
+	notifier *notify.Notifier
 	keysets  map[string]*runner
 	cert     *certificate
 	server   *http.Server
@@ -91,6 +93,7 @@ func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.serve() }()
 	d.serveAdmin()
+	d.notifier.Start()
 	for _, r := range d.runners() {
 		d.runKeyset(r)
 	}
@@ -141,8 +144,11 @@ func (d *Daemon) Close() {
 		d.listener.Close()
 	}
 	d.mu.Lock()
-	backend := d.backend
+	backend, notifier := d.backend, d.notifier
 	d.mu.Unlock()
+	if notifier != nil {
+		notifier.Close()
+	}
 	if backend != nil {
 		backend.Close()
 	}
@@ -222,6 +228,7 @@ func (d *Daemon) shutdown() error {
 		r.cancel()
 	}
 	d.wg.Wait()
+	d.notifier.Stop()
 	d.Close()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("stop http server: %w", err)
@@ -246,8 +253,8 @@ func (d *Daemon) Reload() {
 		d.log.Warn("setting changed; it takes effect at the next restart",
 			zap.String("setting", field))
 	}
-	cfg.Storage, cfg.Server.Listen, cfg.Server.AdminSocket =
-		old.Storage, old.Server.Listen, old.Server.AdminSocket
+	cfg.Storage, cfg.Server.Listen, cfg.Server.AdminSocket, cfg.Notify =
+		old.Storage, old.Server.Listen, old.Server.AdminSocket, old.Notify
 	d.level.SetLevel(mustLevel(cfg.Log.Level).Level())
 	if d.cert != nil && cfg.Server.TLSCertFile != "" {
 		d.cert.certFile, d.cert.keyFile = cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile
@@ -322,6 +329,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.Log.Format != cfg.Log.Format {
 		out = append(out, "log.format")
+	}
+	if !reflect.DeepEqual(old.Notify, cfg.Notify) {
+		out = append(out, "notify")
 	}
 	return out
 }

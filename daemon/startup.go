@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/keyd-io/keyd/config"
+	"github.com/keyd-io/keyd/notify"
 )
 
 // Opening storage and loading keys at start: storage that answers slowly gets more time
@@ -33,6 +34,16 @@ func (d *Daemon) openKeysets(ctx context.Context, cfg *config.Config) error {
 		}
 		d.mu.Lock()
 		d.backend = backend
+		d.mu.Unlock()
+		// The notifier comes before the keysets: a first start commits keys at once, and
+		// those events must find their destinations.
+		doing("opening notification outboxes")
+		notifier, err := notify.New(cfg, notify.Options{Log: d.log.Named("notify")})
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.notifier = notifier
 		d.mu.Unlock()
 		for i := range cfg.Keysets {
 			name := cfg.Keysets[i].Name

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/keyd-io/keyd/internal/keydtest"
-	"github.com/keyd-io/keyd/keys"
+	"github.com/keyd-io/keyd/internal/vaulttest"
 	"github.com/keyd-io/keyd/rotation"
 )
 
@@ -29,19 +29,20 @@ func crashKills(t *testing.T) int {
 	return n
 }
 
-// TestCrashConsistency kills keyd with SIGKILL at random moments while it rotates every
-// second, and after each restart checks that nothing was lost: exactly one current key,
-// current.jwk names it, every published key has its private key, the JWKS is the state,
-// and no key left the JWKS before its grace ended.
-func TestCrashConsistency(t *testing.T) {
-	data := t.TempDir()
-	keysetDir := filepath.Join(data, "default")
-	const grace = 2 * time.Second
-	config := `
-[server]
-listen = "{{listen}}"
-[storage.disk]
-dir = "` + data + `"
+// crashStorage reads what a killed keyd left behind in one backend.
+type crashStorage struct {
+	name    string
+	config  func(t *testing.T) string
+	state   func(t *testing.T) rotation.State
+	private func(t *testing.T) []string
+	current func(t *testing.T) string
+	// sweepsOrphans says whether a clean start removes orphans at once (disk) or only
+	// once they are older than a few minutes (Vault, where replicas share storage).
+	sweepsOrphans bool
+}
+
+// rotatingKeyset rotates every second with a two-second grace, so kills land mid-change.
+const rotatingKeyset = `
 [[keyset]]
 name = "default"
 schedule = "@every 1s"
@@ -49,7 +50,67 @@ publish_lead = "1s"
 token_ttl = "1s"
 grace = "2s"
 `
-	first := keydtest.Start(t, config, keydtest.Options{})
+
+func diskCrashStorage(t *testing.T) crashStorage {
+	data := t.TempDir()
+	dir := filepath.Join(data, "default")
+	return crashStorage{
+		name: "disk",
+		config: func(t *testing.T) string {
+			return "[server]\nlisten = \"{{listen}}\"\n[storage.disk]\ndir = \"" + data + "\"\n" +
+				rotatingKeyset
+		},
+		state: func(t *testing.T) rotation.State { return readState(t, dir) },
+		private: func(t *testing.T) []string {
+			entries, err := os.ReadDir(filepath.Join(dir, "keys"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kids []string
+			for _, e := range entries {
+				kids = append(kids, strings.TrimSuffix(e.Name(), ".jwk"))
+			}
+			return kids
+		},
+		current: func(t *testing.T) string {
+			kid, _ := currentKey(t, dir)
+			return kid
+		},
+		sweepsOrphans: true,
+	}
+}
+
+func vaultCrashStorage(t *testing.T) crashStorage {
+	srv := vaulttest.StartDev(t)
+	return crashStorage{
+		name: "vault",
+		config: func(t *testing.T) string {
+			cfg := vaultConfig(t, srv, "")
+			return cfg[:strings.Index(cfg, "[[keyset]]")] + rotatingKeyset
+		},
+		state: func(t *testing.T) rotation.State {
+			s, _ := storedState(t, srv)
+			return s
+		},
+		private: func(t *testing.T) []string { return storedKIDs(t, srv) },
+		current: func(t *testing.T) string { return issuedKID(t, srv) },
+	}
+}
+
+// TestCrashConsistency kills keyd with SIGKILL at random moments while it rotates every
+// second, and after each restart checks that nothing was lost: exactly one current key,
+// the issuers' current key names it, every published key has its private key, the JWKS is
+// the state, and no key left the JWKS before its grace ended.
+func TestCrashConsistency(t *testing.T) {
+	for _, storage := range []func(*testing.T) crashStorage{diskCrashStorage, vaultCrashStorage} {
+		st := storage(t)
+		t.Run(st.name, func(t *testing.T) { crashLoop(t, st) })
+	}
+}
+
+func crashLoop(t *testing.T, st crashStorage) {
+	const grace = 2 * time.Second
+	first := keydtest.Start(t, st.config(t), keydtest.Options{})
 	path, addr := first.Config, first.Addr
 	first.Kill()
 
@@ -67,35 +128,28 @@ grace = "2s"
 		p.Kill()
 
 		check := keydtest.StartFile(t, path, addr, keydtest.Options{})
-		h.check(t, check, keysetDir, grace)
+		h.check(t, check, st, grace)
 		check.Kill()
 	}
 
-	// After a clean stop every private key on disk is named by the state: orphans left by
-	// the kills are gone.
+	// After a clean stop every private key is named by the state: orphans are gone.
 	last := keydtest.StartFile(t, path, addr, keydtest.Options{})
 	if code := last.Stop(); code != 0 {
 		t.Fatalf("SIGTERM: exit %d", code)
 	}
-	s := readState(t, keysetDir)
-	entries, err := os.ReadDir(filepath.Join(keysetDir, "keys"))
-	if err != nil {
-		t.Fatal(err)
+	stored := st.private(t)
+	named := kidsIn(st.state(t))
+	slices.Sort(stored)
+	for _, kid := range named {
+		if !slices.Contains(stored, kid) {
+			t.Fatalf("state names %s but its private key is gone", kid)
+		}
 	}
-	var onDisk []string
-	for _, e := range entries {
-		onDisk = append(onDisk, strings.TrimSuffix(e.Name(), ".jwk"))
+	if st.sweepsOrphans && !slices.Equal(stored, named) {
+		t.Fatalf("private keys stored %v, state names %v", stored, named)
 	}
-	var named []string
-	for _, k := range s.Keys {
-		named = append(named, k.KID)
-	}
-	slices.Sort(onDisk)
-	slices.Sort(named)
-	if !slices.Equal(onDisk, named) {
-		t.Fatalf("private keys on disk %v, state names %v", onDisk, named)
-	}
-	t.Logf("survived %d kills; %d keys seen", kills, len(h.lastSeen))
+	t.Logf("survived %d kills; %d keys seen; %d private keys stored, %d named",
+		kills, len(h.lastSeen), len(stored), len(named))
 }
 
 type observation struct {
@@ -109,31 +163,30 @@ type history struct {
 	lastSeen map[string]observation
 }
 
-func (h *history) check(t *testing.T, p *keydtest.Process, dir string, grace time.Duration) {
+func (h *history) check(t *testing.T, p *keydtest.Process, st crashStorage, grace time.Duration) {
 	t.Helper()
 	var s rotation.State
 	// The runner may commit between reading the JWKS and the state; take a pair that
 	// agrees.
-	p.WaitFor("the JWKS and state.json to agree", func() bool {
+	p.WaitFor("the JWKS and the stored state to agree", func() bool {
 		_, body := p.Get("/.well-known/jwks.json")
-		s = readState(t, dir)
+		s = st.state(t)
 		return slices.Equal(kidsOf(t, body), kidsOfState(s))
 	})
 	now := time.Now()
 
 	cur := s.InPhase(rotation.Current)
-	p.WaitFor("current.jwk to name the current key", func() bool {
-		kid, _ := currentKey(t, dir)
-		latest := readState(t, dir)
-		return kid == cur.KID || latest.InPhase(rotation.Current).KID != cur.KID
+	p.WaitFor("the issuers' current key to name the current key", func() bool {
+		latest := st.state(t)
+		return st.current(t) == cur.KID || latest.InPhase(rotation.Current).KID != cur.KID
 	})
+	stored := st.private(t)
 	for _, k := range s.Keys {
-		data, err := os.ReadFile(filepath.Join(dir, "keys", k.KID+".jwk"))
-		if err != nil {
-			t.Fatalf("published key %s (%s) has no private key: %v", k.KID, k.Phase, err)
-		}
-		if parsed, err := keys.ParsePrivateJWK(data); err != nil || parsed.KID != k.KID {
-			t.Fatalf("private key of %s unreadable: %v", k.KID, err)
+		if !slices.Contains(stored, k.KID) {
+			latest := st.state(t)
+			if latest.Find(k.KID) != nil {
+				t.Fatalf("published key %s (%s) has no private key", k.KID, k.Phase)
+			}
 		}
 	}
 	for kid, seen := range h.lastSeen {
@@ -172,4 +225,3 @@ func kidsOfState(s rotation.State) []string {
 	}
 	return kids
 }
-

@@ -1,0 +1,3 @@
+package main
+
+func benchScale(args []string) (string, error) { return "", nil }
