@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keyd-io/keyd/backends"
@@ -27,8 +26,9 @@ const (
 	resultFailure   = "failure"
 )
 
-// metrics holds keyd's Prometheus metrics, on a registry of its own so that every
-// Daemon (tests start several in one process) counts apart.
+// metrics holds the daemon's Prometheus metrics, on a registry of its own so that every
+// Daemon (tests start several in one process) counts apart; /metrics adds the default
+// registry's.
 type metrics struct {
 	reg            *prometheus.Registry
 	rotations      *prometheus.CounterVec
@@ -69,15 +69,15 @@ func newMetrics(d *Daemon) *metrics {
 	}
 	m.writers.New = func() any { return &statusWriter{} }
 	m.reg.MustRegister(m.rotations, m.storageSeconds, m.storageErrors, m.jwksRequests,
-		stateCollector{d},
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+		stateCollector{d})
 	return m
 }
 
+// handler serves this daemon's metrics together with the process-wide ones on the
+// default registry (Go runtime, process, notifications).
 func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return promhttp.HandlerFor(prometheus.Gatherers{prometheus.DefaultGatherer, m.reg},
+		promhttp.HandlerOpts{Registry: m.reg})
 }
 
 // observeStep returns the rotation.Options.OnStep of keyset name.

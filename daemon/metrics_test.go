@@ -239,3 +239,19 @@ func TestMetricNames(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerServesDefaultRegistryToo: /metrics carries the process-wide metrics beside
+// the daemon's own, without a name clash.
+func TestHandlerServesDefaultRegistryToo(t *testing.T) {
+	m := testMetrics(t)
+	m.jwksByCode[200].Inc()
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{"keyd_jwks_requests_total", "go_goroutines",
+		"process_cpu_seconds_total"} {
+		if rec.Code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/metrics (%d) lacks %s", rec.Code, want)
+		}
+	}
+}
