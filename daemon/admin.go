@@ -92,7 +92,7 @@ func (h adminHandler) audit(peer admin.Peer, req admin.Request, resp admin.Respo
 // adminRotate rotates one keyset, or every keyset when none is named, and waits for it.
 func (d *Daemon) adminRotate(ctx context.Context, peer admin.Peer, req admin.Request,
 ) admin.Response {
-	runners, err := d.select1(req.Keyset, false)
+	runners, err := d.pickKeysets(req.Keyset, false)
 	if err != nil {
 		return admin.Response{Error: err.Error()}
 	}
@@ -113,7 +113,7 @@ func (d *Daemon) adminRevoke(ctx context.Context, peer admin.Peer, req admin.Req
 	if req.Keyset == "" || req.KID == "" {
 		return admin.Response{Error: "revoke needs a keyset and a kid"}
 	}
-	runners, err := d.select1(req.Keyset, true)
+	runners, err := d.pickKeysets(req.Keyset, true)
 	if err != nil {
 		return admin.Response{Error: err.Error()}
 	}
@@ -135,9 +135,9 @@ func peerName(peer admin.Peer) string {
 	return fmt.Sprintf("admin uid %d", peer.UID)
 }
 
-// select1 returns the runner of keyset name, or every runner when name is empty and
+// pickKeysets returns the runner of keyset name, or every runner when name is empty and
 // required is false.
-func (d *Daemon) select1(name string, required bool) ([]*runner, error) {
+func (d *Daemon) pickKeysets(name string, required bool) ([]*runner, error) {
 	all := d.runners()
 	if name == "" && !required {
 		return all, nil
