@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keyd-io/keyd/admin"
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/jwks"
 	"github.com/keyd-io/keyd/notify"
@@ -41,6 +42,12 @@ type Daemon struct {
 	listener net.Listener
 	wg       sync.WaitGroup
 	started  time.Time
+
+	// Running as a system service: systemd notifications, admin socket, metrics.
+	svc     *service
+	stopSvc func()
+	admin   *admin.Server
+	metrics *metrics
 }
 
 // runner is one keyset's rotation loop and the means to stop it.
@@ -61,28 +68,19 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		jwks:    jwks.NewHandler(cfg.DefaultKeyset().Name),
 		keysets: map[string]*runner{},
 		started: time.Now(),
+		svc:     newService(log),
+		stopSvc: func() {},
 	}
-	backend, err := openStorage(ctx, cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	d.backend = backend
-	// The notifier comes before the keysets: a first start commits keys at once, and
-	// those events must find their destinations.
-	notifier, err := notify.New(cfg, notify.Options{Log: log.Named("notify")})
-	if err != nil {
+	d.metrics = newMetrics(d)
+	if err := d.openKeysets(ctx, cfg); err != nil {
 		d.Close()
 		return nil, err
 	}
-	d.notifier = notifier
-
-	for i := range cfg.Keysets {
-		if err := d.startKeyset(ctx, &cfg.Keysets[i]); err != nil {
-			d.Close()
-			return nil, err
-		}
-	}
 	if err := d.listen(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	if err := d.listenAdmin(); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -94,6 +92,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.serve() }()
+	d.serveAdmin()
 	d.notifier.Start()
 	for _, r := range d.runners() {
 		d.runKeyset(r)
@@ -101,6 +100,8 @@ func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 	d.log.Info("keyd ready", zap.String("listen", d.listener.Addr().String()),
 		zap.String("config", d.cfg.Source()), zap.Int("keysets", len(d.cfg.Keysets)),
 		zap.Duration("startup", time.Since(d.started)))
+	d.svc.ready(d.summary())
+	d.startService()
 
 	for {
 		select {
@@ -113,9 +114,11 @@ func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 			switch sig {
 			case syscall.SIGUSR1:
 				d.log.Info("SIGUSR1: rotating every keyset")
-				d.Rotate(rotation.Request{Rotate: true})
+				d.Rotate(rotation.Request{Rotate: true, By: "SIGUSR1"})
 			case syscall.SIGHUP:
+				d.svc.reloading()
 				d.Reload()
+				d.svc.ready(d.summary())
 			case syscall.SIGTERM, syscall.SIGINT:
 				d.log.Info("stopping", zap.String("signal", sig.String()))
 				return d.shutdown()
@@ -136,14 +139,18 @@ func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
 
 // Close releases storage; Run's shutdown calls it.
 func (d *Daemon) Close() {
+	d.closeAdmin()
 	if d.listener != nil {
 		d.listener.Close()
 	}
-	if d.notifier != nil {
-		d.notifier.Close()
+	d.mu.Lock()
+	backend, notifier := d.backend, d.notifier
+	d.mu.Unlock()
+	if notifier != nil {
+		notifier.Close()
 	}
-	if d.backend != nil {
-		d.backend.Close()
+	if backend != nil {
+		backend.Close()
 	}
 }
 
@@ -154,9 +161,11 @@ func (d *Daemon) startKeyset(ctx context.Context, ks *config.Keyset) error {
 		OnCommit: func(s rotation.State, changes []rotation.Change) {
 			d.onCommit(name, s, changes)
 		},
+		OnStep: d.metrics.observeStep(name),
 	}
 	d.backend.Tune(&opts)
-	keyset := rotation.NewKeyset(name, policyOf(ks), d.backend.Keyset(name), opts)
+	store := d.metrics.store(name, d.backend.Keyset(name))
+	keyset := rotation.NewKeyset(name, policyOf(ks), store, opts)
 	if err := keyset.Start(ctx); err != nil {
 		return err
 	}
@@ -209,6 +218,9 @@ func (d *Daemon) maxAge(name string) time.Duration {
 }
 
 func (d *Daemon) shutdown() error {
+	d.svc.stopping()
+	d.stopSvc()
+	d.closeAdmin()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	err := d.server.Shutdown(ctx)

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/keyd-io/keyd/rotation"
 )
 
 // HTTP server limits: slow or oversized clients are cut off without affecting others.
@@ -40,11 +40,12 @@ func (d *Daemon) listen() error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/.well-known/jwks.json", d.jwks)
-	mux.Handle("/keysets/", d.jwks)
+	jwksHandler := d.metrics.countJWKS(d.jwks)
+	mux.Handle("/.well-known/jwks.json", jwksHandler)
+	mux.Handle("/keysets/", jwksHandler)
 	mux.HandleFunc("/healthz", d.healthz)
 	mux.HandleFunc("/readyz", d.readyz)
-	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/metrics", d.metrics.handler())
 	d.server = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -94,20 +95,7 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	body := readiness{Ready: true, Keysets: map[string]keysetReadiness{}}
 	now := time.Now()
 	for _, run := range d.runners() {
-		st := run.keyset.Status()
-		var problems []string
-		if !st.Loaded {
-			problems = append(problems, "keys not loaded")
-		}
-		if st.LastError != nil {
-			problems = append(problems, fmt.Sprintf("storage failing since %s: %v",
-				st.FailingSince.UTC().Format(time.RFC3339), st.LastError))
-		}
-		if st.Loaded && now.Sub(st.NextChange) > OverdueAfter {
-			problems = append(problems, fmt.Sprintf("rotation overdue since %s",
-				st.NextChange.UTC().Format(time.RFC3339)))
-		}
-		sort.Strings(problems)
+		problems := problemsOf(run.keyset.Status(), now)
 		body.Keysets[run.keyset.Name()] = keysetReadiness{Ready: len(problems) == 0,
 			Problems: problems}
 		body.Ready = body.Ready && len(problems) == 0
@@ -118,4 +106,22 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// problemsOf lists what keeps a keyset with status st from being ready at now.
+func problemsOf(st rotation.Status, now time.Time) []string {
+	var problems []string
+	if !st.Loaded {
+		problems = append(problems, "keys not loaded")
+	}
+	if st.LastError != nil {
+		problems = append(problems, fmt.Sprintf("storage failing since %s: %v",
+			st.FailingSince.UTC().Format(time.RFC3339), st.LastError))
+	}
+	if st.Loaded && now.Sub(st.NextChange) > OverdueAfter {
+		problems = append(problems, fmt.Sprintf("rotation overdue since %s",
+			st.NextChange.UTC().Format(time.RFC3339)))
+	}
+	sort.Strings(problems)
+	return problems
 }

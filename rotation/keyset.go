@@ -54,6 +54,9 @@ type Options struct {
 	Now func() time.Time
 	// OnCommit is told about every committed state.
 	OnCommit CommitFunc
+	// OnStep is told about every step: the request it served, what it decided and how it
+	// ended (for metrics).
+	OnStep func(req Request, d Decision, err error)
 	// Refresh re-reads the state this often to pick up other replicas' changes; 0 never.
 	Refresh time.Duration
 	// OrphanMinAge keeps a private key no state names for at least this long before it is
@@ -78,6 +81,8 @@ type Keyset struct {
 	version uint64
 	status  Status
 	wake    chan struct{}
+	// probe is received by Run between steps; Alive sends on it.
+	probe chan struct{}
 
 	publishedKID string
 	// unconfirmed holds the state writes storage did not confirm since the state last
@@ -107,6 +112,9 @@ func NewKeyset(name string, pol Policy, store Store, opts Options) *Keyset {
 	if opts.OnCommit == nil {
 		opts.OnCommit = func(State, []Change) {}
 	}
+	if opts.OnStep == nil {
+		opts.OnStep = func(Request, Decision, error) {}
+	}
 	return &Keyset{
 		name:  name,
 		store: store,
@@ -114,6 +122,7 @@ func NewKeyset(name string, pol Policy, store Store, opts Options) *Keyset {
 		pol:   pol,
 		log:   opts.Log.With(zap.String("keyset", name)),
 		wake:  make(chan struct{}, 1),
+		probe: make(chan struct{}),
 	}
 }
 
@@ -163,14 +172,8 @@ func (k *Keyset) Run(ctx context.Context) {
 		if k.opts.Refresh > 0 {
 			wait = min(wait, max(0, lastRefresh.Add(k.opts.Refresh).Sub(k.opts.Now())))
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !k.idle(ctx, wait) {
 			return
-		case <-timer.C:
-		case <-k.wake:
-			timer.Stop()
 		}
 
 		if k.opts.Refresh > 0 && !k.opts.Now().Before(lastRefresh.Add(k.opts.Refresh)) {
@@ -197,6 +200,24 @@ func (k *Keyset) Run(ctx context.Context) {
 	}
 }
 
+// idle waits up to wait, or until a request wakes it, answering Alive meanwhile without
+// moving the deadline. It returns false when ctx ends.
+func (k *Keyset) idle(ctx context.Context, wait time.Duration) bool {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-k.wake:
+			return true
+		case <-k.probe:
+		}
+	}
+}
+
 // Do carries req out and waits for the step that includes it. A revocation of a kid the
 // keyset does not hold fails at once. Unlike Request, a failed step is not retried: the
 // caller (an operator at the admin socket) is told and decides.
@@ -219,6 +240,18 @@ func (k *Keyset) Do(ctx context.Context, req Request) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Alive returns nil as soon as Run's loop is between steps and answers, proving that it
+// runs and is not stuck in a step; it returns an error when ctx ends first. The service
+// watchdog is fed only while every keyset is alive.
+func (k *Keyset) Alive(ctx context.Context) error {
+	select {
+	case k.probe <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("keyset %q: rotation loop does not answer: %w", k.name, ctx.Err())
 	}
 }
 

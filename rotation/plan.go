@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -22,6 +23,9 @@ type Request struct {
 	Rotate    bool
 	Immediate bool
 	Revoke    string
+	// By says who asked, for the log of the changes it causes ("SIGUSR1", "admin uid 0");
+	// empty for changes that simply fell due.
+	By string
 }
 
 // Merge folds a later request into r, so that requests arriving during a rotation add
@@ -31,6 +35,9 @@ func (r Request) Merge(later Request) Request {
 	r.Immediate = r.Immediate || later.Immediate
 	if later.Revoke != "" {
 		r.Revoke = later.Revoke
+	}
+	if later.By != "" && !slices.Contains(strings.Split(r.By, ", "), later.By) {
+		r.By = strings.TrimPrefix(r.By+", "+later.By, ", ")
 	}
 	return r
 }

@@ -19,7 +19,9 @@ import (
 // them; the state is written with check-and-set; the issuers' current key is replaced
 // only after the commit; private keys of removed keys are deleted last.
 func (k *Keyset) Step(ctx context.Context, req Request) error {
-	err := k.step(ctx, req)
+	var d Decision
+	err := k.step(ctx, req, &d)
+	k.opts.OnStep(req, d, err)
 	if err != nil {
 		k.fail(err)
 		return err
@@ -38,13 +40,15 @@ func (k *Keyset) Step(ctx context.Context, req Request) error {
 	return nil
 }
 
-func (k *Keyset) step(ctx context.Context, req Request) error {
+// step records what it decided in *d, so that a failure can still be told apart from a
+// step that had nothing to do.
+func (k *Keyset) step(ctx context.Context, req Request, d *Decision) error {
 	k.mu.Lock()
 	pol, prev, version := k.pol, k.state, k.version
 	k.mu.Unlock()
 	now := k.opts.Now()
 
-	d := Plan(prev, pol, now, req)
+	*d = Plan(prev, pol, now, req)
 	if d.Empty() {
 		return k.publishCurrent(ctx)
 	}
@@ -56,7 +60,7 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 	if err != nil {
 		return fmt.Errorf("keyset %q: %w", k.name, err)
 	}
-	next, changes := Apply(prev, k.name, pol, d, pub, now)
+	next, changes := Apply(prev, k.name, pol, *d, pub, now)
 	doc, err := next.Encode()
 	if err != nil {
 		return err
@@ -87,7 +91,7 @@ func (k *Keyset) step(ctx context.Context, req Request) error {
 	k.unconfirmed = nil
 	k.mu.Unlock()
 	k.commit(next, newVersion, changes)
-	k.logChanges(changes)
+	k.logChanges(changes, req.By)
 	if d.Defer {
 		k.log.Info("rotation requested; the next key must be published for publish_lead first",
 			zap.String("kid", next.InPhase(Next).KID),
@@ -167,7 +171,7 @@ func (k *Keyset) refresh(ctx context.Context) error {
 		k.pending = k.pending.without(own.req)
 		k.mu.Unlock()
 		k.commit(own.state, version, own.changes)
-		k.logChanges(own.changes)
+		k.logChanges(own.changes, own.req.By)
 		k.destroyRemoved(ctx, own.changes)
 		return k.publishCurrent(ctx)
 	}
@@ -257,10 +261,16 @@ func (k *Keyset) cleanOrphans(ctx context.Context) error {
 	return nil
 }
 
-func (k *Keyset) logChanges(changes []Change) {
+// logChanges writes one line per change, saying who caused it: by names the requester,
+// or is empty when the change fell due on schedule.
+func (k *Keyset) logChanges(changes []Change, by string) {
+	if by == "" {
+		by = "schedule"
+	}
 	for _, c := range changes {
 		fields := []zap.Field{
 			zap.String("event", string(c.Type)),
+			zap.String("by", by),
 			zap.String("kid", c.Key.KID),
 			zap.String("alg", c.Key.Alg),
 			zap.Time("published_at", c.Key.PublishedAt),

@@ -67,6 +67,8 @@ func newRoot() *cobra.Command {
 			},
 		},
 	)
+	root.AddCommand(adminCommands(&configPath)...)
+	root.AddCommand(offlineCommands(&configPath)...)
 	return root
 }
 
@@ -93,6 +95,7 @@ func runDaemon(configPath string) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	daemon.Version = buildVersion()
 	ctx := context.Background()
 	d, err := daemon.New(ctx, cfg, log, level)
 	if err != nil {

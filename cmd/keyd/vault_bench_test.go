@@ -19,11 +19,11 @@ const servedPoll = 5 * time.Millisecond
 // bounded by refresh.
 func BenchmarkVaultReplicaLatency(b *testing.B) {
 	srv := vaulttest.StartDev(b)
-	config := vaultConfig(b, srv, "")
+	// A configuration per replica, so that each gets its own admin socket.
 	replicas := []*keydtest.Process{
-		keydtest.Start(b, config, keydtest.Options{}),
-		keydtest.Start(b, config, keydtest.Options{}),
-		keydtest.Start(b, config, keydtest.Options{}),
+		keydtest.Start(b, vaultConfig(b, srv, ""), keydtest.Options{}),
+		keydtest.Start(b, vaultConfig(b, srv, ""), keydtest.Options{}),
+		keydtest.Start(b, vaultConfig(b, srv, ""), keydtest.Options{}),
 	}
 	var commit, all time.Duration
 	b.ResetTimer()
