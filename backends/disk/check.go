@@ -9,9 +9,9 @@ import (
 )
 
 // checkEntry refuses a path keyd would trust with key material when it is a symbolic link,
-// is owned by another user, or grants others more than allowed (mode bits outside
-// allowed). A missing path passes: there is nothing to trust yet.
-func checkEntry(path string, wantDir bool, allowed os.FileMode) error {
+// is owned by another user (unless anyOwner), or grants others more than allowed (mode
+// bits outside allowed). A missing path passes: there is nothing to trust yet.
+func checkEntry(path string, wantDir bool, allowed os.FileMode, anyOwner bool) error {
 	info, err := os.Lstat(path)
 	if notExist(err) {
 		return nil
@@ -28,7 +28,7 @@ func checkEntry(path string, wantDir bool, allowed os.FileMode) error {
 	case !wantDir && !info.Mode().IsRegular():
 		return fmt.Errorf("%s is not a regular file", path)
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && !anyOwner && int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("%s is owned by uid %d but keyd runs as uid %d: refusing key material "+
 			"another user controls; chown it to keyd's user", path, st.Uid, os.Geteuid())
 	}
@@ -54,7 +54,7 @@ func (s *Store) checkKeyset() error {
 		{path: filepath.Join(s.dir, "current.pem"), allowed: issuer},
 	}
 	for _, c := range checks {
-		if err := checkEntry(c.path, c.dir, c.allowed); err != nil {
+		if err := checkEntry(c.path, c.dir, c.allowed, s.backend.anyOwner); err != nil {
 			return err
 		}
 	}
@@ -69,7 +69,8 @@ func (s *Store) checkKeyset() error {
 		if isTemp(e.Name()) {
 			continue
 		}
-		if err := checkEntry(filepath.Join(s.dir, keysDir, e.Name()), false, fileMode); err != nil {
+		path := filepath.Join(s.dir, keysDir, e.Name())
+		if err := checkEntry(path, false, fileMode, s.backend.anyOwner); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,9 @@ type Backend struct {
 	// dirMode is 0700, or 0750 when issuers in keyd's group may read current.*.
 	dirMode os.FileMode
 	lock    *os.File
+	// anyOwner lets root read a dir owned by keyd's own user in offline commands: root
+	// controls that user's files anyway, and the daemon itself never runs this way.
+	anyOwner bool
 }
 
 // Options tunes a Backend.
@@ -64,6 +67,7 @@ func Open(dir string, opts Options) (*Backend, error) {
 		b.dirMode |= 0o050
 	}
 	if opts.ReadOnly {
+		b.anyOwner = os.Geteuid() == 0
 		if _, err := os.Stat(dir); err != nil {
 			return nil, fmt.Errorf("open storage dir: %w", err)
 		}
@@ -162,7 +166,7 @@ func checkRoot(dir string) error {
 	if err != nil {
 		return fmt.Errorf("storage dir: %w", err)
 	}
-	return checkEntry(target, true, os.ModePerm)
+	return checkEntry(target, true, os.ModePerm, false)
 }
 
 // isTemp reports whether name is a temporary file left by an interrupted write.

@@ -338,3 +338,28 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+func TestRootReadsKeydOwnedDirOffline(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root to chown; CI runs as root")
+	}
+	dir := t.TempDir()
+	b := open(t, dir)
+	store := b.Keyset("api")
+	if _, err := store.Save(ctx, []byte("{}"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, "api", "state.json"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := disk.Open(dir, disk.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ro.Keyset("api").Load(ctx); err != nil {
+		t.Fatalf("root could not read a dir owned by the service user offline: %v", err)
+	}
+	if _, _, err := store.Load(ctx); err == nil {
+		t.Fatal("the daemon's own store trusted a state owned by another user")
+	}
+}
