@@ -33,7 +33,8 @@ bench:
 
 # Coverage-guided fuzzing of every parser of untrusted input, FUZZTIME each.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := FuzzParse:./config FuzzDecode:./rotation FuzzParsePrivateJWK:./keys
+FUZZ_TARGETS := FuzzParse:./config FuzzDecode:./rotation FuzzParsePrivateJWK:./keys \
+	FuzzAdminRequest:./daemon
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== $${t%%:*}"; \
