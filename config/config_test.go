@@ -38,6 +38,8 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 			want: []string{"grace", "negative"}},
 		{name: "bad cron", body: "[[keyset]]\nname = \"a\"\nschedule = \"61 * * * *\"\n",
 			want: []string{`keyset[0] ("a"): schedule`, "61 * * * *"}},
+		{name: "time zone with no schedule", body: "[[keyset]]\nname = \"a\"\nschedule = \"TZ=0\"\n",
+			want: []string{"schedule", "followed by a space"}},
 		{name: "schedule more often than publish_lead",
 			body: "[[keyset]]\nname = \"a\"\nschedule = \"*/30 * * * *\"\npublish_lead = \"1h\"\n",
 			want: []string{"schedule", "fires every 30m0s", "publish_lead 1h0m0s"}},

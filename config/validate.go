@@ -146,7 +146,7 @@ func (k *Keyset) validate() []error {
 		add("publish_lead", "must be positive")
 	}
 
-	sched, err := cron.ParseStandard(k.Schedule)
+	sched, err := parseSchedule(k.Schedule)
 	if err != nil {
 		add("schedule", "%q: %v", k.Schedule, err)
 		return errs
@@ -158,6 +158,24 @@ func (k *Keyset) validate() []error {
 			k.Schedule, gap, k.PublishLead.D())
 	}
 	return errs
+}
+
+// parseSchedule parses a 5-field cron expression or descriptor with an optional
+// CRON_TZ= (or TZ=) prefix. The cron library panics on a zone prefix with nothing after
+// it, so that shape is refused first, and any other panic becomes an error.
+func parseSchedule(spec string) (sched cron.Schedule, err error) {
+	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
+		if !strings.Contains(spec, " ") {
+			return nil, fmt.Errorf("a time zone prefix must be followed by a space and a " +
+				"schedule, as in \"CRON_TZ=Europe/Berlin 0 3 * * *\"")
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("cannot parse schedule: %v", r)
+		}
+	}()
+	return cron.ParseStandard(spec)
 }
 
 // shortestGap returns the shortest time between two fires of s within a year after from.
