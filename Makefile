@@ -4,7 +4,7 @@ BIN       := bin
 VAULT_BIN := $(BIN)/vault
 PKGS      := ./...
 
-.PHONY: all build run test test-short vault bench bench-go bench-http bench-scale fuzz soak clean
+.PHONY: all build run test vault bench bench-go bench-http bench-scale fuzz soak clean
 
 all: build
 
@@ -41,6 +41,22 @@ bench-http:
 # One keyd with 1,000 keysets: start-up, memory, a rotation sweep.
 bench-scale:
 	bench/scale.sh
+
+# Coverage-guided fuzzing of every parser of untrusted input, FUZZTIME each.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := FuzzParse:./config FuzzDecode:./rotation FuzzParsePrivateJWK:./keys
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:} || exit 1; \
+	done
+
+# The long reliability runs: 200 SIGKILLs during rotation, and 5 minutes of fuzzing per
+# parser.
+soak: vault
+	KEYD_CRASH_KILLS=200 KEYD_VAULT_BIN=$(CURDIR)/$(VAULT_BIN) \
+		$(GO) test -count=1 -timeout 60m -run 'Crash' -v ./... 2>&1 | grep -E '^(---|===|ok|FAIL|\s+\S+_test.go)'
+	$(MAKE) fuzz FUZZTIME=5m
 
 clean:
 	rm -rf $(BIN)

@@ -42,6 +42,7 @@ type Config struct {
 	Log     Log      `toml:"log"`
 	Storage Storage  `toml:"storage"`
 	Keysets []Keyset `toml:"keyset"`
+	Notify  Notify   `toml:"notify"`
 }
 
 // Server holds the HTTP listener and admin socket settings.
@@ -107,8 +108,17 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Default()
 	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes, defaults and validates a configuration read from path.
+func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path}
-	md, err := toml.DecodeFile(path, cfg)
+	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %s", path, decodeError(err))
 	}
@@ -223,6 +233,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Keysets {
 		c.Keysets[i].applyDefaults()
 	}
+	c.Notify.applyDefaults(&c.Storage)
 }
 
 func (k *Keyset) applyDefaults() {

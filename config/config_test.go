@@ -72,6 +72,10 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 			body: "[storage]\nbackend = \"vault\"\n[storage.vault]\naddress = \"http://v:1\"\n" +
 				"auth = \"approle\"\n",
 			want: []string{"storage.vault.auth", "role_id_file"}},
+		{name: "vault refresh above publish_lead",
+			body: "[storage]\nbackend = \"vault\"\n[storage.vault]\naddress = \"http://v:1\"\n" +
+				"refresh = \"2m\"\n[[keyset]]\nname = \"a\"\npublish_lead = \"1m\"\n",
+			want: []string{"storage.vault.refresh", "publish_lead 1m0s of keyset \"a\""}},
 		{name: "not TOML", body: "[server\n", want: []string{"line", "table name"}},
 	}
 	for _, tc := range tests {

@@ -53,6 +53,17 @@ func (c *Config) validate() error {
 		add("log.format", "%q is not one of json, console", c.Log.Format)
 	}
 	errs = append(errs, c.Storage.validate()...)
+	if c.Storage.Backend == "vault" {
+		// Replicas learn of a new next key only at their next refresh; it must reach them
+		// all before it may sign.
+		for _, k := range c.Keysets {
+			if k.PublishLead > 0 && c.Storage.Vault.Refresh > k.PublishLead {
+				add("storage.vault.refresh", "%s is longer than publish_lead %s of keyset %q: "+
+					"other replicas would serve a new key only after it may already sign",
+					c.Storage.Vault.Refresh.D(), k.PublishLead.D(), k.Name)
+			}
+		}
+	}
 
 	seen := map[string]bool{}
 	for i := range c.Keysets {
@@ -66,6 +77,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
 		}
 	}
+	errs = append(errs, c.Notify.validate()...)
 	return errors.Join(errs...)
 }
 

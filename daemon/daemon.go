@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/jwks"
+	"github.com/keyd-io/keyd/notify"
 	"github.com/keyd-io/keyd/rotation"
 )
 
@@ -33,6 +34,7 @@ type Daemon struct {
 	cfg      *config.Config
 	backend  storage
 	jwks     *jwks.Handler
+	notifier *notify.Notifier
 	keysets  map[string]*runner
 	cert     *certificate
 	server   *http.Server
@@ -60,11 +62,19 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 		keysets: map[string]*runner{},
 		started: time.Now(),
 	}
-	backend, err := openStorage(cfg, log)
+	backend, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	d.backend = backend
+	// The notifier comes before the keysets: a first start commits keys at once, and
+	// those events must find their destinations.
+	notifier, err := notify.New(cfg, notify.Options{Log: log.Named("notify")})
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	d.notifier = notifier
 
 	for i := range cfg.Keysets {
 		if err := d.startKeyset(ctx, &cfg.Keysets[i]); err != nil {
@@ -84,6 +94,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.Ato
 func (d *Daemon) Run(ctx context.Context, signals <-chan os.Signal) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- d.serve() }()
+	d.notifier.Start()
 	for _, r := range d.runners() {
 		d.runKeyset(r)
 	}
@@ -127,6 +138,9 @@ func (d *Daemon) Addr() net.Addr { return d.listener.Addr() }
 func (d *Daemon) Close() {
 	if d.listener != nil {
 		d.listener.Close()
+	}
+	if d.notifier != nil {
+		d.notifier.Close()
 	}
 	if d.backend != nil {
 		d.backend.Close()
@@ -202,6 +216,7 @@ func (d *Daemon) shutdown() error {
 		r.cancel()
 	}
 	d.wg.Wait()
+	d.notifier.Stop()
 	d.Close()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("stop http server: %w", err)
@@ -226,8 +241,8 @@ func (d *Daemon) Reload() {
 		d.log.Warn("setting changed; it takes effect at the next restart",
 			zap.String("setting", field))
 	}
-	cfg.Storage, cfg.Server.Listen, cfg.Server.AdminSocket =
-		old.Storage, old.Server.Listen, old.Server.AdminSocket
+	cfg.Storage, cfg.Server.Listen, cfg.Server.AdminSocket, cfg.Notify =
+		old.Storage, old.Server.Listen, old.Server.AdminSocket, old.Notify
 	d.level.SetLevel(mustLevel(cfg.Log.Level).Level())
 	if d.cert != nil && cfg.Server.TLSCertFile != "" {
 		d.cert.certFile, d.cert.keyFile = cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile
@@ -302,6 +317,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.Log.Format != cfg.Log.Format {
 		out = append(out, "log.format")
+	}
+	if !reflect.DeepEqual(old.Notify, cfg.Notify) {
+		out = append(out, "notify")
 	}
 	return out
 }

@@ -66,7 +66,14 @@ func Generate(alg string, rsaBits int) (*Key, error) {
 
 // ParsePrivateJWK decodes a private JWK written by PrivateJWK. It checks that the stored
 // kid is the key's thumbprint, so a key file can never be served under another kid.
-func ParsePrivateJWK(data []byte) (*Key, error) {
+func ParsePrivateJWK(data []byte) (key *Key, err error) {
+	defer func() {
+		// A malformed key must never take the daemon down, even if the JWK library
+		// panics on it.
+		if r := recover(); r != nil {
+			key, err = nil, fmt.Errorf("parse private JWK: malformed key: %v", r)
+		}
+	}()
 	parsed, err := jwk.ParseKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse private JWK: %w", err)
@@ -79,8 +86,10 @@ func ParsePrivateJWK(data []byte) (*Key, error) {
 	if !ok {
 		return nil, fmt.Errorf("parse private JWK: not a private key (kty %s)", parsed.KeyType())
 	}
-	alg := parsed.Algorithm().String()
-	key, err := fromSigner(signer, alg)
+	if err := validate(signer); err != nil {
+		return nil, fmt.Errorf("parse private JWK: %w", err)
+	}
+	key, err = fromSigner(signer, parsed.Algorithm().String())
 	if err != nil {
 		return nil, fmt.Errorf("parse private JWK: %w", err)
 	}
@@ -163,6 +172,39 @@ func checkAlgorithm(signer crypto.Signer, alg string) error {
 	}
 	if !ok {
 		return fmt.Errorf("a %T does not fit algorithm %q", signer, alg)
+	}
+	return nil
+}
+
+// validate checks that a decoded private key is internally consistent: the RSA primes
+// multiply to the modulus, the EC scalar is in range and matches the public point, the
+// Ed25519 seed gives the stored public key.
+func validate(signer crypto.Signer) error {
+	switch k := signer.(type) {
+	case *rsa.PrivateKey:
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("invalid RSA key: %w", err)
+		}
+	case *ecdsa.PrivateKey:
+		if k.D == nil || k.X == nil || k.Y == nil {
+			return errors.New("invalid EC key: missing members")
+		}
+		priv, err := k.ECDH()
+		if err != nil {
+			return fmt.Errorf("invalid EC key: %w", err)
+		}
+		pub, err := k.PublicKey.ECDH()
+		if err != nil || !priv.PublicKey().Equal(pub) {
+			return errors.New("invalid EC key: public point does not match the private scalar")
+		}
+	case ed25519.PrivateKey:
+		if len(k) != ed25519.PrivateKeySize {
+			return errors.New("invalid Ed25519 key: wrong length")
+		}
+		derived := ed25519.NewKeyFromSeed(k.Seed())
+		if !derived.Equal(k) {
+			return errors.New("invalid Ed25519 key: public key does not match the seed")
+		}
 	}
 	return nil
 }

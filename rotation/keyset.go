@@ -282,13 +282,30 @@ func (k *Keyset) untilNextChange() time.Duration {
 func (k *Keyset) fail(err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	changed := k.status.LastError == nil || k.status.LastError.Error() != err.Error()
+	changed := k.status.LastError == nil || rootCause(k.status.LastError) != rootCause(err)
 	if k.status.FailingSince.IsZero() {
 		k.status.FailingSince = k.opts.Now()
 	}
 	k.status.LastError = err
+	// One line per change of error: an outage retried every minute for hours must not
+	// flood the journal.
 	if changed {
 		k.log.Error("keyset step failed; will retry", zap.Error(err))
+	} else {
+		k.log.Debug("keyset step failed again", zap.Error(err))
+	}
+}
+
+// rootCause returns the text of the innermost error err wraps ("no space left on device",
+// "connection refused"): each attempt names its own fresh kid and temporary file, but
+// the cause is what tells an operator whether the problem changed.
+func rootCause(err error) string {
+	for {
+		inner := errors.Unwrap(err)
+		if inner == nil {
+			return err.Error()
+		}
+		err = inner
 	}
 }
 

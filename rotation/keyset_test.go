@@ -257,3 +257,31 @@ func TestStartRefusesCorruptStateUntouched(t *testing.T) {
 		})
 	}
 }
+
+func TestStartCleansOrphanKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		pol := policy(t, "@daily", time.Hour, time.Hour)
+		h := start(t, dir, pol)
+		synctest.Wait()
+		h.stop()
+
+		// A crash between storing a fresh private key and committing the state leaves a
+		// key that no state names.
+		orphan := filepath.Join(dir, "api", "keys", strings.Repeat("A", 43)+".jwk")
+		if err := os.WriteFile(orphan, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		again := start(t, dir, pol)
+		synctest.Wait()
+		if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+			t.Fatalf("orphan private key survived a start: %v", err)
+		}
+		s, _ := again.keyset.State()
+		for _, k := range s.Keys {
+			if _, err := os.Stat(filepath.Join(dir, "api", "keys", k.KID+".jwk")); err != nil {
+				t.Fatalf("a named key was cleaned up: %v", err)
+			}
+		}
+	})
+}

@@ -7,6 +7,7 @@
 package rotation
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
@@ -113,6 +114,15 @@ func Decode(data []byte, keyset string) (State, error) {
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
 		return State{}, fmt.Errorf("decode state: %w", err)
+	}
+	// The document is indented; the served JWKS must hold each public key in the same
+	// compact bytes as the replica that created it, or replicas' ETags would differ.
+	for i := range s.Keys {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, s.Keys[i].Public); err != nil {
+			return State{}, fmt.Errorf("decode state: key %q: %w", s.Keys[i].KID, err)
+		}
+		s.Keys[i].Public = compact.Bytes()
 	}
 	if err := s.check(keyset); err != nil {
 		return State{}, fmt.Errorf("decode state: %w", err)

@@ -24,8 +24,16 @@ func (k *Keyset) Step(ctx context.Context, req Request) error {
 		return err
 	}
 	k.mu.Lock()
+	since := k.status.FailingSince
 	k.status.LastError, k.status.FailingSince = nil, time.Time{}
 	k.mu.Unlock()
+	if !since.IsZero() {
+		k.log.Info("keyset step succeeded again", zap.Duration("failed_for", k.opts.Now().Sub(since)))
+		// Failed attempts may have left fresh private keys that no state names.
+		if err := k.cleanOrphans(ctx); err != nil {
+			k.log.Warn("orphan sweep after recovery", zap.Error(err))
+		}
+	}
 	return nil
 }
 

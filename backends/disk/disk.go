@@ -38,7 +38,9 @@ var ErrLocked = errors.New("storage dir is in use by another keyd")
 type Backend struct {
 	dir       string
 	issueMode os.FileMode
-	lock      *os.File
+	// dirMode is 0700, or 0750 when issuers in keyd's group may read current.*.
+	dirMode os.FileMode
+	lock    *os.File
 }
 
 // Options tunes a Backend.
@@ -57,14 +59,21 @@ func Open(dir string, opts Options) (*Backend, error) {
 	if b.issueMode == 0 {
 		b.issueMode = fileMode
 	}
+	b.dirMode = dirMode
+	if b.issueMode&0o040 != 0 {
+		b.dirMode |= 0o050
+	}
 	if opts.ReadOnly {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, fmt.Errorf("open storage dir: %w", err)
 		}
 		return b, nil
 	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
+	if err := os.MkdirAll(dir, b.dirMode); err != nil {
 		return nil, fmt.Errorf("create storage dir: %w", err)
+	}
+	if err := checkRoot(dir); err != nil {
+		return nil, err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
@@ -140,12 +149,20 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// mkdirs creates dir and its parents with mode 0700.
-func mkdirs(dir string) error {
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return err
+// mkdirs creates dir and its parents with mode.
+func mkdirs(dir string, mode os.FileMode) error {
+	return os.MkdirAll(dir, mode)
+}
+
+// checkRoot refuses a storage dir owned by another user. Its mode is the operator's
+// choice (it holds only keyset dirs, each 0700 or 0750), and it may be a symbolic link to
+// a mount elsewhere; what it points to is checked.
+func checkRoot(dir string) error {
+	target, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("storage dir: %w", err)
 	}
-	return nil
+	return checkEntry(target, true, os.ModePerm)
 }
 
 // isTemp reports whether name is a temporary file left by an interrupted write.

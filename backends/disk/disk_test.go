@@ -228,3 +228,113 @@ func write(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadRefusesUntrustworthyFiles(t *testing.T) {
+	kid := strings.Repeat("B", 43)
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, keyset string)
+		wantMsg string
+	}{
+		{
+			name: "state readable by others",
+			prepare: func(t *testing.T, keyset string) {
+				chmod(t, filepath.Join(keyset, "state.json"), 0o644)
+			},
+			wantMsg: "state.json has mode 0644",
+		},
+		{
+			name: "private key readable by the group",
+			prepare: func(t *testing.T, keyset string) {
+				chmod(t, filepath.Join(keyset, "keys", kid+".jwk"), 0o640)
+			},
+			wantMsg: kid + ".jwk has mode 0640",
+		},
+		{
+			name: "keys dir open to others",
+			prepare: func(t *testing.T, keyset string) {
+				chmod(t, filepath.Join(keyset, "keys"), 0o755)
+			},
+			wantMsg: "keys has mode 0755",
+		},
+		{
+			name: "symlinked key file",
+			prepare: func(t *testing.T, keyset string) {
+				path := filepath.Join(keyset, "keys", kid+".jwk")
+				elsewhere := filepath.Join(t.TempDir(), "key.jwk")
+				if err := os.Rename(path, elsewhere); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(elsewhere, path); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantMsg: "is a symbolic link",
+		},
+		{
+			name: "state owned by another user",
+			prepare: func(t *testing.T, keyset string) {
+				if os.Geteuid() != 0 {
+					t.Fatal("this case needs root to chown; CI runs as root")
+				}
+				if err := os.Chown(filepath.Join(keyset, "state.json"), 65534, 65534); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantMsg: "is owned by uid 65534",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := open(t, dir)
+			store := b.Keyset("api")
+			if _, err := store.Save(ctx, []byte("{}"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.PutKey(ctx, kid, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			tc.prepare(t, filepath.Join(dir, "api"))
+			_, _, err := store.Load(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("Load: %v, want a refusal saying %q", err, tc.wantMsg)
+			}
+		})
+	}
+}
+
+func TestGroupReadableIssuerFiles(t *testing.T) {
+	dir := t.TempDir()
+	b, err := disk.Open(dir, disk.Options{IssuerFileMode: 0o640})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	store := b.Keyset("api")
+	key, _ := keys.Generate("ES256", 0)
+	if err := store.PublishCurrent(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Save(ctx, []byte("{}"), 0); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, "api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o750 {
+		t.Fatalf("keyset dir %o, want 750 so the issuer group can reach current.*",
+			info.Mode().Perm())
+	}
+	if _, _, err := store.Load(ctx); err != nil {
+		t.Fatalf("configured group access refused: %v", err)
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}

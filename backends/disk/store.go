@@ -36,6 +36,9 @@ func (s *Store) Location() string { return filepath.Join(s.dir, stateName) }
 func (s *Store) Load(ctx context.Context) ([]byte, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkKeyset(); err != nil {
+		return nil, 0, err
+	}
 	doc, err := os.ReadFile(s.Location())
 	if err == nil {
 		return doc, versionOf(doc), nil
@@ -73,7 +76,7 @@ func (s *Store) Save(ctx context.Context, doc []byte, prev uint64) (uint64, erro
 	if stored != prev {
 		return 0, fmt.Errorf("%s: %w", s.Location(), backends.ErrConflict)
 	}
-	if err := mkdirs(s.dir); err != nil {
+	if err := mkdirs(s.dir, s.backend.dirMode); err != nil {
 		return 0, fmt.Errorf("create keyset dir: %w", err)
 	}
 	if err := writeAtomic(s.Location(), doc, fileMode); err != nil {
@@ -91,7 +94,7 @@ func (s *Store) PutKey(ctx context.Context, kid string, privateJWK []byte) error
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if err := mkdirs(filepath.Dir(path)); err != nil {
+	if err := mkdirs(filepath.Dir(path), dirMode); err != nil {
 		return fmt.Errorf("create keys dir: %w", err)
 	}
 	if err := writeAtomic(path, privateJWK, fileMode); err != nil {
@@ -174,8 +177,12 @@ func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 	if err != nil {
 		return err
 	}
-	if err := mkdirs(s.dir); err != nil {
+	if err := mkdirs(s.dir, s.backend.dirMode); err != nil {
 		return fmt.Errorf("create keyset dir: %w", err)
+	}
+	// An issuer group given access later (file_mode 0640) must be able to enter the dir.
+	if err := os.Chmod(s.dir, s.backend.dirMode); err != nil {
+		return fmt.Errorf("chmod keyset dir: %w", err)
 	}
 	for name, data := range map[string][]byte{"current.jwk": jwk, "current.pem": pem} {
 		path := filepath.Join(s.dir, name)

@@ -1,0 +1,240 @@
+package notify
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Outbox layout:
+//
+//	<dir>/.lock                          held by the one keyd using dir
+//	<dir>/<destination>/<seq>-<id>.json  one pending delivery of one event to one destination
+//
+// A file is written (temp, fsync, rename, fsync dir) before the first attempt and removed
+// once the delivery is done or given up. The zero-padded sequence number keeps the
+// event order of each destination across restarts.
+const (
+	outboxLock     = ".lock"
+	outboxDirMode  = 0o700
+	outboxFileMode = 0o600
+	recordExt      = ".json"
+	tempPrefix     = ".tmp-"
+	corruptExt     = ".corrupt"
+)
+
+// record is the content of one outbox file.
+type record struct {
+	ID          string    `json:"id"`
+	Destination string    `json:"destination"`
+	CreatedAt   time.Time `json:"created_at"`
+	// Body is the event exactly as every attempt sends it, so each signature covers the
+	// same bytes.
+	Body json.RawMessage `json:"body"`
+}
+
+// pending is a record and where it lives.
+type pending struct {
+	record
+	path  string
+	seq   uint64
+	event Event
+}
+
+// outbox is the directory of pending deliveries.
+type outbox struct {
+	dir  string
+	lock *os.File
+}
+
+// openOutbox creates dir and takes its lock, so that two keyds never deliver from the
+// same outbox.
+func openOutbox(dir string) (*outbox, error) {
+	if err := mkdirSynced(dir); err != nil {
+		return nil, fmt.Errorf("create outbox: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, outboxLock), os.O_RDWR|os.O_CREATE,
+		outboxFileMode)
+	if err != nil {
+		return nil, fmt.Errorf("open outbox lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock outbox %s: %w", dir, err)
+	}
+	return &outbox{dir: dir, lock: lock}, nil
+}
+
+// close releases the lock.
+func (o *outbox) close() error { return o.lock.Close() }
+
+// prepare creates the directory of destination dest, durably, before any record is put
+// in it: a record renamed into a directory whose own entry was never synced could vanish
+// with it in a crash.
+func (o *outbox) prepare(dest string) error {
+	if err := mkdirSynced(filepath.Join(o.dir, dest)); err != nil {
+		return fmt.Errorf("create outbox dir: %w", err)
+	}
+	return nil
+}
+
+// add durably stores rec as delivery number seq of destination dest, which prepare
+// created.
+func (o *outbox) add(dest string, seq uint64, rec record) (*pending, error) {
+	dir := filepath.Join(o.dir, dest)
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode outbox record: %w", err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%020d-%s%s", seq, rec.ID, recordExt))
+	if err := writeAtomic(path, data); err != nil {
+		return nil, fmt.Errorf("write outbox record: %w", err)
+	}
+	p := &pending{record: rec, path: path, seq: seq}
+	if err := json.Unmarshal(rec.Body, &p.event); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	return p, nil
+}
+
+// load returns the pending deliveries of dest in order. Leftover temporary files are
+// removed; a file that cannot be read is renamed to *.corrupt and reported in the error
+// list, so that it neither blocks the others nor disappears unseen.
+func (o *outbox) load(dest string) ([]*pending, []error) {
+	dir := filepath.Join(o.dir, dest)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, []error{fmt.Errorf("read outbox dir: %w", err)}
+	}
+	var out []*pending
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, tempPrefix):
+			_ = os.Remove(path) // an interrupted write; the event was never acknowledged
+		case strings.HasSuffix(name, recordExt):
+			p, err := readPending(path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("outbox file %s: %w (moved aside to %s)",
+					path, err, corruptExt))
+				_ = os.Rename(path, path+corruptExt)
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) })
+	return out, errs
+}
+
+// destinations lists the destination directories in the outbox.
+func (o *outbox) destinations() ([]string, error) {
+	entries, err := os.ReadDir(o.dir)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// remove deletes a delivered or abandoned record durably.
+func (o *outbox) remove(p *pending) error {
+	if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove outbox record: %w", err)
+	}
+	if err := syncDir(filepath.Dir(p.path)); err != nil {
+		return fmt.Errorf("sync outbox dir: %w", err)
+	}
+	return nil
+}
+
+func readPending(path string) (*pending, error) {
+	name := filepath.Base(path)
+	seqText, _, ok := strings.Cut(name, "-")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if !ok || err != nil {
+		return nil, errors.New("name does not start with a sequence number")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &pending{path: path, seq: seq}
+	if err := json.Unmarshal(data, &p.record); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := json.Unmarshal(p.Body, &p.event); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	if p.ID == "" || p.ID != p.event.ID {
+		return nil, errors.New("record id does not match its event")
+	}
+	return p, nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if err := tmp.Chmod(outboxFileMode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// mkdirSynced creates dir (and its parents) and syncs the parent, so that the new entry
+// survives a crash.
+func mkdirSynced(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, outboxDirMode); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
