@@ -56,7 +56,7 @@ func start(addr, logFile string, argv ...string) (*process, error) {
 		out.Close()
 		close(p.exited)
 	}()
-	cleanups = append(cleanups, p.kill)
+	cleanups = append(cleanups, p.end)
 	return p, nil
 }
 
@@ -117,6 +117,22 @@ func (p *process) stop() error {
 	case <-time.After(time.Minute):
 		p.kill()
 		return fmt.Errorf("%s did not stop within a minute", p.cmd.Path)
+	}
+}
+
+// end stops the process if it still runs: SIGTERM first, so that a server with worker
+// processes (nginx) takes them down too, then SIGKILL after five seconds.
+func (p *process) end() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		p.kill()
 	}
 }
 
