@@ -4,7 +4,7 @@ BIN       := bin
 VAULT_BIN := $(BIN)/vault
 PKGS      := ./...
 
-.PHONY: all build run test vault bench fuzz soak clean
+.PHONY: all build run test vault bench bench-go bench-http bench-scale fuzz soak clean
 
 all: build
 
@@ -28,8 +28,19 @@ vault: $(VAULT_BIN)
 $(VAULT_BIN): tools/vault/go.mod tools/vault/go.sum tools/vault/main.go
 	cd tools/vault && $(GO) build -o $(CURDIR)/$(VAULT_BIN) .
 
-bench:
+# Go benchmarks, then the HTTP and scale figures of bench/ (written to bench/results.md).
+bench: bench-go bench-http bench-scale
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# JWKS under wrk next to nginx, rotation and start-up latency (needs bench/INSTALL.sh).
+bench-http:
+	bench/http.sh
+
+# One keyd with 1,000 keysets: start-up, memory, a rotation sweep.
+bench-scale:
+	bench/scale.sh
 
 # Coverage-guided fuzzing of every parser of untrusted input, FUZZTIME each.
 FUZZTIME ?= 30s

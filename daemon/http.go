@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/keyd-io/keyd/rotation"
@@ -47,7 +48,7 @@ func (d *Daemon) listen() error {
 	mux.HandleFunc("/readyz", d.readyz)
 	mux.Handle("/metrics", d.metrics.handler())
 	d.server = &http.Server{
-		Handler:           mux,
+		Handler:           jwksFirst(d.jwks, mux),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -56,6 +57,23 @@ func (d *Daemon) listen() error {
 		ErrorLog:          nil,
 	}
 	return nil
+}
+
+// jwksFirst hands clean JWKS paths, which verifiers request at volume, straight to the
+// JWKS handler (it checks the path itself) and every other request to mux. Skipping
+// ServeMux's cleaning and matching saved about a tenth of the CPU time per JWKS request
+// under wrk (docs/performance.md). Paths that cleaning would change ("//", "/.") still
+// go through mux, so they are answered as before.
+func jwksFirst(jwks, mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "/.well-known/jwks.json" || strings.HasPrefix(p, "/keysets/") &&
+			!strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+			jwks.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (d *Daemon) serve() error {

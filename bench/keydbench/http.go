@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -36,8 +36,8 @@ func benchHTTP(args []string) (string, error) {
 	var f httpFlags
 	fs := flag.NewFlagSet("http", flag.ExitOnError)
 	f.register(fs)
-	fs.IntVar(&f.rounds, "rounds", 3, "wrk runs per server, alternating; the median is kept")
-	fs.DurationVar(&f.duration, "duration", 5*time.Second, "length of one wrk run")
+	fs.IntVar(&f.rounds, "rounds", 5, "wrk runs per server, alternating; the median is kept")
+	fs.DurationVar(&f.duration, "duration", 3*time.Second, "length of one wrk run")
 	fs.IntVar(&f.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&f.connections, "connections", 64, "wrk connections")
 	fs.IntVar(&f.rotations, "rotations", 100, "SIGUSR1 samples on an ES256 keyset")
@@ -99,22 +99,20 @@ func compareServers(f httpFlags) (string, error) {
 
 	warm := f.load
 	warm.duration = time.Second
+	servers := []struct {
+		name string
+		p    *process
+	}{{name: "keyd", p: keyd}, {name: "nginx", p: nginx}}
 	results := map[string][]wrkResult{}
 	for round := 0; round <= f.rounds; round++ {
-		for _, s := range []struct {
-			name string
-			p    *process
-		}{{name: "keyd", p: keyd}, {name: "nginx", p: nginx}} {
+		for _, s := range servers {
 			l := f.load
 			if round == 0 {
 				l = warm
 			}
-			res, err := runWrk(l, s.p.url(jwksPath))
+			res, err := measure(l, s.p, s.p.url(jwksPath))
 			if err != nil {
-				return "", err
-			}
-			if res.bad > 0 {
-				return "", fmt.Errorf("%s: %d errors or bad responses under load", s.name, res.bad)
+				return "", fmt.Errorf("%s: %w", s.name, err)
 			}
 			if round > 0 {
 				results[s.name] = append(results[s.name], res)
@@ -131,39 +129,73 @@ func compareServers(f httpFlags) (string, error) {
 		return "", err
 	}
 	version, _ := exec.Command("nginx", "-v").CombinedOutput()
-	k, n := median(results["keyd"]), median(results["nginx"])
-	row := func(name string, r wrkResult, peak int64) []string {
-		return []string{name, fmt.Sprintf("%.0f", r.perSecond), ms(r.p50), ms(r.p75),
-			ms(r.p90), ms(r.p99), mib(peak)}
+	k, n := results["keyd"], results["nginx"]
+	row := func(name string, runs []wrkResult, peak int64) []string {
+		r := median(runs, func(r wrkResult) float64 { return r.perSecond })
+		cpu := median(runs, func(r wrkResult) float64 { return float64(r.cpuPerRequest) })
+		return []string{name, fmt.Sprintf("%.0f", r.perSecond),
+			fmt.Sprintf("%.1f µs", float64(cpu.cpuPerRequest)/float64(time.Microsecond)),
+			ms(r.p50), ms(r.p75), ms(r.p90), ms(r.p99), mib(peak)}
 	}
 	out := table(
-		[]string{"server", "requests/s", "p50", "p75", "p90", "p99", "peak RSS"},
+		[]string{"server", "requests/s", "CPU per request", "p50", "p75", "p90", "p99",
+			"peak RSS"},
 		[][]string{
 			row("keyd", k, keydPeak),
 			row(strings.TrimPrefix(strings.TrimSpace(string(version)), "nginx version: ")+
 				" (all workers)", n, nginxPeak),
 		})
-	out += fmt.Sprintf("\nkeyd / nginx requests per second: **%.2f**. Each server: median of %d "+
-		"wrk runs of %s (%d threads, %d keep-alive connections, `GET %s`, %d-byte ES256 "+
-		"JWKS with the same headers), runs alternating between the servers after a 1 s "+
-		"warm-up each; wrk shares the cores with the server. Rounds in requests/s: keyd %s; "+
-		"nginx %s.\n", k.perSecond/n.perSecond, f.rounds, f.duration, f.threads, f.connections,
-		jwksPath, len(body), rates(results["keyd"]), rates(results["nginx"]))
+	var rateRatios, cpuRatios []float64
+	for i := range k {
+		rateRatios = append(rateRatios, k[i].perSecond/n[i].perSecond)
+		cpuRatios = append(cpuRatios, float64(n[i].cpuPerRequest)/float64(k[i].cpuPerRequest))
+	}
+	out += fmt.Sprintf("\nkeyd / nginx: requests per second **%.2f**, requests per CPU second "+
+		"**%.2f** (medians of the per-round ratios).\n\n"+
+		"Each round runs wrk for %s against keyd, then against nginx (%d threads, %d "+
+		"keep-alive connections, `GET %s`, the same %d-byte ES256 JWKS and headers), after a "+
+		"1 s warm-up each; a row shows its server's median round for requests/s and the "+
+		"latencies, and its median CPU time (user + system, from /proc) per request served. "+
+		"wrk shares the two cores with the server, so requests/s depends on what else runs; "+
+		"CPU per request much less so. Rounds in requests/s: keyd %s; nginx %s.\n",
+		medianOf(rateRatios), medianOf(cpuRatios), f.duration, f.threads, f.connections,
+		jwksPath, len(body), rates(k), rates(n))
 	return out, errors.Join(keyd.stop(), nginx.stop())
 }
 
-// median returns the run with the median request rate.
-func median(runs []wrkResult) wrkResult {
+// measure runs wrk against url and adds the CPU time server p spent per request.
+func measure(l load, p *process, url string) (wrkResult, error) {
+	before, err := treeCPU(p.cmd.Process.Pid)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	res, err := runWrk(l, url)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	after, err := treeCPU(p.cmd.Process.Pid)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	if res.bad > 0 {
+		return wrkResult{}, fmt.Errorf("%d errors or bad responses under load", res.bad)
+	}
+	if res.requests > 0 {
+		res.cpuPerRequest = (after - before) / time.Duration(res.requests)
+	}
+	return res, nil
+}
+
+// median returns the run with the median value of key.
+func median(runs []wrkResult, key func(wrkResult) float64) wrkResult {
 	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b wrkResult) int {
-		switch {
-		case a.perSecond < b.perSecond:
-			return -1
-		case a.perSecond > b.perSecond:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(sorted, func(a, b wrkResult) int { return cmp.Compare(key(a), key(b)) })
+	return sorted[len(sorted)/2]
+}
+
+func medianOf(values []float64) float64 {
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
 	return sorted[len(sorted)/2]
 }
 
@@ -210,30 +242,13 @@ func sameResponse(url string, body []byte, want http.Header) error {
 
 // treePeak adds up the peak RSS of pid and its children (nginx's master and workers).
 func treePeak(pid int) (int64, error) {
-	total, _, err := memory(pid)
-	if err != nil {
-		return 0, err
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range entries {
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+	var total int64
+	for _, p := range append(children(pid), pid) {
+		peak, _, err := memory(p)
 		if err != nil {
-			continue // not a process, or gone
+			return 0, err
 		}
-		// pid (comm) state ppid ...; comm may hold spaces, so read after the last ')'.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		var state string
-		var ppid int
-		if _, err := fmt.Sscan(rest, &state, &ppid); err == nil && ppid == pid {
-			var child int
-			fmt.Sscan(e.Name(), &child)
-			if peak, _, err := memory(child); err == nil {
-				total += peak
-			}
-		}
+		total += peak
 	}
 	return total, nil
 }

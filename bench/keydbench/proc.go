@@ -56,7 +56,7 @@ func start(addr, logFile string, argv ...string) (*process, error) {
 		out.Close()
 		close(p.exited)
 	}()
-	cleanups = append(cleanups, p.kill)
+	cleanups = append(cleanups, p.end)
 	return p, nil
 }
 
@@ -120,6 +120,22 @@ func (p *process) stop() error {
 	}
 }
 
+// end stops the process if it still runs: SIGTERM first, so that a server with worker
+// processes (nginx) takes them down too, then SIGKILL after five seconds.
+func (p *process) end() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		p.kill()
+	}
+}
+
 func (p *process) kill() {
 	select {
 	case <-p.exited:
@@ -151,4 +167,64 @@ func memory(pid int) (peak, now int64, err error) {
 		}
 	}
 	return peak, now, nil
+}
+
+// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// children lists the processes whose parent is pid.
+func children(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue // not a process
+		}
+		if f, err := statFields(child); err == nil && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// statFields returns the fields of /proc/<pid>/stat after "pid (comm)": state first.
+func statFields(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	// comm may hold spaces and parentheses; it ends at the last ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
+}
+
+// treeCPU returns the user and system CPU time used so far by pid and its children.
+func treeCPU(pid int) (time.Duration, error) {
+	var total time.Duration
+	for _, p := range append(children(pid), pid) {
+		f, err := statFields(p)
+		if err != nil {
+			return 0, err
+		}
+		// utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+		for _, field := range f[11:13] {
+			ticks, err := strconv.ParseInt(field, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/stat: %w", p, err)
+			}
+			total += time.Duration(ticks) * clockTick
+		}
+	}
+	return total, nil
 }

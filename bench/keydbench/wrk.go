@@ -25,6 +25,8 @@ type wrkResult struct {
 	p50, p75, p90, p99 time.Duration
 	// bad counts socket errors and responses other than 2xx or 3xx.
 	bad int64
+	// cpuPerRequest is the server's CPU time divided by the requests it served.
+	cpuPerRequest time.Duration
 }
 
 // runWrk sends GET url with the given header lines for l.duration and parses wrk's report.
