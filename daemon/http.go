@@ -48,7 +48,7 @@ func (d *Daemon) listen() error {
 	mux.HandleFunc("/readyz", d.readyz)
 	mux.Handle("/metrics", d.metrics.handler())
 	d.server = &http.Server{
-		Handler:           jwksFirst(d.jwks, mux),
+		Handler:           jwksFirst(jwksHandler, mux),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
