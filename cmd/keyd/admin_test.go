@@ -204,6 +204,13 @@ func TestAdminCommands(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
+		before := jwksServed(t, p)
+		p.Get("/.well-known/jwks.json")
+		p.Get("/keysets/api/jwks.json")
+		if after := jwksServed(t, p); after != before+2 {
+			t.Errorf("keyd_jwks_requests_total{code=\"200\"} went from %v to %v over 2 requests",
+				before, after)
+		}
 		resp, body := p.Get("/metrics")
 		if resp.StatusCode != 200 {
 			t.Fatalf("/metrics: %d", resp.StatusCode)
@@ -271,4 +278,20 @@ func TestAdminWhenUnreachable(t *testing.T) {
 			t.Errorf("status as uid 65534: %v\n%s", err, out)
 		}
 	})
+}
+
+// jwksServed reads keyd_jwks_requests_total{code="200"} from /metrics (0 when absent).
+func jwksServed(t *testing.T, p *keydtest.Process) float64 {
+	t.Helper()
+	_, body := p.Get("/metrics")
+	for _, line := range strings.Split(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, `keyd_jwks_requests_total{code="200"} `); ok {
+			v, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
 }
