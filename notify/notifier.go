@@ -212,10 +212,7 @@ func (n *Notifier) write(keyset, commit string, changes []rotation.Change,
 				Keyset: keyset, Commit: commit,
 			}, commit != "")
 			if err != nil {
-				if commit == "" {
-					// A prepared write that fails fails its commit, which is retried.
-					deliveriesTotal.WithLabelValues(w.kind, resultNotQueued).Inc()
-				}
+				deliveriesTotal.WithLabelValues(w.kind, resultNotQueued).Inc()
 				errs = append(errs, fmt.Errorf("queue %s of kid %s for %s: %w", ev.Type,
 					ev.KID, w.label, err))
 				continue
