@@ -56,9 +56,10 @@ type State struct {
 	// RequestedAt is when an operator asked for a rotation that still waits for the next
 	// key to have been published for publish_lead; zero when none waits.
 	RequestedAt time.Time `json:"rotate_requested_at,omitzero"`
-	// Commits holds the ids of the most recent commits that wrote this state, oldest
-	// first, at most MaxRecentCommits. The events a commit announces are kept prepared
-	// under its id until it is found here (absent in documents of older keyds: empty).
+	// Commits holds the ids of the last writes of the keyset's state, oldest first and
+	// this document's own last, at most MaxRecentCommits. The events a write announces
+	// are kept prepared under its id until a state lists it. Documents written by older
+	// keyds have none.
 	Commits []string `json:"recent_commits,omitempty"`
 }
 

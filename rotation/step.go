@@ -18,7 +18,8 @@ import (
 
 // Step carries out whatever is due now, plus req, as one committed change. The order
 // makes a crash at any point safe: fresh private keys are stored before any state names
-// them; the state is written with check-and-set; the issuers' current key is replaced
+// them; the events announcing the change are prepared, under the write's commit id,
+// before the state is written with check-and-set; the issuers' current key is replaced
 // only after the commit; private keys of removed keys are deleted last.
 func (k *Keyset) Step(ctx context.Context, req Request) error {
 	var d Decision
