@@ -77,6 +77,15 @@ func New(cfg *config.Config, opts Options) (*Notifier, error) {
 	if err := n.open(cfg.Notify.Dir); err != nil {
 		return nil, fmt.Errorf("notify.dir: %w", err)
 	}
+	for _, h := range n.prepared {
+		if cfg.Keyset(h.p.Keyset) == nil {
+			// TODO: prepared events of a keyset removed from the configuration wait, unsent,
+			// until the keyset is configured again; an operator must delete them otherwise.
+			n.log.Warn("outbox holds prepared events of a keyset no longer configured; "+
+				"they are kept, not sent", zap.String("keyset", h.p.Keyset),
+				zap.String("file", h.p.path))
+		}
+	}
 	return n, nil
 }
 
