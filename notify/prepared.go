@@ -61,7 +61,7 @@ func (n *Notifier) Prepare(keyset, commit string, changes []rotation.Change) err
 // Abort deletes the prepared deliveries of state write commit of keyset, which did not
 // land.
 func (n *Notifier) Abort(keyset, commit string) error {
-	return n.settle(keyset, func(p *pending) bool { return false },
+	return n.settle(keyset, func(*pending) bool { return false },
 		func(p *pending) bool { return p.Commit == commit })
 }
 
@@ -69,8 +69,8 @@ func (n *Notifier) Abort(keyset, commit string) error {
 // committed state: those of a listed commit are queued for sending, the others deleted.
 // A record that cannot be settled stays prepared and is tried again at the next Resolve.
 func (n *Notifier) Resolve(keyset string, committed []string) error {
-	return n.settle(keyset, func(p *pending) bool { return slices.Contains(committed, p.Commit) },
-		func(*pending) bool { return true })
+	landed := func(p *pending) bool { return slices.Contains(committed, p.Commit) }
+	return n.settle(keyset, landed, func(*pending) bool { return true })
 }
 
 // settle confirms the prepared deliveries of keyset that landed says are committed, and
