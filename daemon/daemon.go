@@ -158,8 +158,12 @@ func (d *Daemon) startKeyset(ctx context.Context, ks *config.Keyset) error {
 	name := ks.Name
 	opts := rotation.Options{
 		Log: d.log,
-		OnCommit: func(s rotation.State, changes []rotation.Change) {
-			d.onCommit(name, s, changes)
+		Prepare: func(commit string, changes []rotation.Change) error {
+			return d.prepare(name, commit, changes)
+		},
+		Abort: func(commit string) { d.abort(name, commit) },
+		OnCommit: func(s rotation.State, _ []rotation.Change) {
+			d.onCommit(name, s)
 		},
 		OnStep: d.metrics.observeStep(name),
 	}

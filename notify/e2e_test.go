@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -10,8 +11,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/keyd-io/keyd/config"
 	"github.com/keyd-io/keyd/internal/keydtest"
+	"github.com/keyd-io/keyd/rotation"
 )
 
 // TestDeliveryOutlivesKeyd runs the built keyd against a receiver that is down while keyd
@@ -148,4 +152,130 @@ func readRecord(t *testing.T, path string) record {
 		t.Fatalf("outbox record %s: %v", path, err)
 	}
 	return rec
+}
+
+// TestKeydSendsEventsOfCommitBeforeCrash leaves on disk what a keyd killed between a
+// rotation's state write and the confirmation of its events leaves: the rotation is made
+// in this test by the same runner and outbox keyd uses, with nothing to confirm it. The
+// real keyd started next finds the write in the state and sends its activation, once,
+// under the id it was prepared with.
+func TestKeydSendsEventsOfCommitBeforeCrash(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	secret, secretFile := writeSecret(t, dir)
+	recv := newReceiver(t)
+	outbox := filepath.Join(data, ".outbox")
+	first := keydtest.Start(t, `
+[server]
+listen = "{{listen}}"
+admin_socket = "`+filepath.Join(dir, "admin.sock")+`"
+[storage.disk]
+dir = "`+data+`"
+[[keyset]]
+name = "default"
+schedule = "@every 1h"
+publish_lead = "1s"
+token_ttl = "1s"
+grace = "1s"
+[[notify.webhook]]
+url = "`+recv.URL+`"
+secret_file = "`+secretFile+`"
+events = ["key.activated"]
+backoff_initial = "10ms"
+backoff_max = "100ms"
+`, keydtest.Options{})
+	first.WaitFor("the first activation", func() bool {
+		return len(recv.seen()) == 1 && len(outboxFiles(t, outbox)) == 0
+	})
+	if code := first.Stop(); code != 0 {
+		t.Fatalf("keyd exited %d on SIGTERM", code)
+	}
+	bootstrap := recv.seen()[0].Event(t)
+
+	// The crash: a rotation committed, its activation prepared and never confirmed.
+	rotated, prepared := rotateWithoutConfirm(t, first.Config)
+
+	second := keydtest.StartFile(t, first.Config, first.Addr, keydtest.Options{})
+	second.WaitFor("the prepared activation", func() bool {
+		return len(recv.seen()) == 2 && len(outboxFiles(t, outbox)) == 0 &&
+			len(preparedFiles(t, outbox)) == 0
+	})
+	if !strings.Contains(second.Log(), "sending events of a state write that landed") {
+		t.Error("keyd did not log that it sends events of a write made before a crash")
+	}
+	sent := recv.seen()[1]
+	verifySignature(t, secret, sent)
+	activated := sent.Event(t)
+	if sent.ID() != prepared.ID || activated.KID != rotated.InPhase(rotation.Current).KID ||
+		activated.PreviousKID != bootstrap.KID {
+		t.Errorf("sent %s %+v; want the prepared %s activating %s after %s", sent.ID(),
+			activated, prepared.ID, rotated.InPhase(rotation.Current).KID, bootstrap.KID)
+	}
+
+	// One more rotation: events to one receiver go out in order, so a repeat of the
+	// recovered activation would arrive before this one.
+	published := rotated.InPhase(rotation.Next).PublishedAt
+	second.WaitFor("the next key to be older than publish_lead", func() bool {
+		return time.Since(published) > 1500*time.Millisecond
+	})
+	second.Signal(syscall.SIGUSR1)
+	second.WaitFor("the next activation", func() bool { return len(recv.seen()) >= 3 })
+	if code := second.Stop(); code != 0 {
+		t.Fatalf("keyd exited %d on SIGTERM", code)
+	}
+	ids := map[string]bool{}
+	for _, req := range recv.seen() {
+		if ids[req.ID()] {
+			t.Errorf("event %s sent twice", req.ID())
+		}
+		ids[req.ID()] = true
+	}
+	if n := len(recv.seen()); n != 3 {
+		t.Errorf("receiver got %d requests, want 3 activations", n)
+	}
+}
+
+// rotateWithoutConfirm rotates the keyset "default" of the keyd configured in path with
+// the storage and outbox that keyd uses, preparing the events as keyd does but, as if it
+// crashed right after the state write, never confirming them. It returns the state
+// written and the prepared activation.
+func rotateWithoutConfirm(t *testing.T, path string) (rotation.State, record) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	b := openDisk(t, cfg.Storage.Disk.Dir)
+	defer b.Close()
+	ks := cfg.Keysets[0]
+	keyset := rotation.NewKeyset(ks.Name, rotation.Policy{
+		Algorithm: ks.Algorithm, Schedule: ks.Cron, PublishLead: ks.PublishLead.D(),
+		Grace: ks.Grace.D(),
+	}, b.Keyset(ks.Name), rotation.Options{
+		Prepare: func(commit string, changes []rotation.Change) error {
+			return n.Prepare(ks.Name, commit, changes)
+		},
+	})
+	if err := keyset.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := keyset.Step(ctx, rotation.Request{Rotate: true, Immediate: true}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := keyset.State()
+	files := preparedFiles(t, cfg.Notify.Dir)
+	if len(files) != 1 {
+		t.Fatalf("prepared records %v, want the one activation", files)
+	}
+	rec := readRecord(t, files[0])
+	if !s.Committed(rec.Commit) {
+		t.Fatalf("the state's commits %v do not list the prepared %s", s.Commits, rec.Commit)
+	}
+	return s, rec
 }

@@ -30,8 +30,10 @@ type Notifier struct {
 	jitter  func(time.Duration) time.Duration
 	workers []*worker
 
-	mu  sync.Mutex // orders Publish calls, so sequence numbers follow commit order
+	mu  sync.Mutex // orders Publish and Prepare calls, so sequences follow commit order
 	seq uint64
+	// prepared holds the deliveries written for state writes not yet known to have landed.
+	prepared []*held
 
 	stopGrace time.Duration
 	stop      context.CancelFunc // ends waiting: no new attempt starts
@@ -74,6 +76,15 @@ func New(cfg *config.Config, opts Options) (*Notifier, error) {
 	}
 	if err := n.open(cfg.Notify.Dir); err != nil {
 		return nil, fmt.Errorf("notify.dir: %w", err)
+	}
+	for _, h := range n.prepared {
+		if cfg.Keyset(h.p.Keyset) == nil {
+			// TODO: prepared events of a keyset removed from the configuration wait, unsent,
+			// until the keyset is configured again; an operator must delete them otherwise.
+			n.log.Warn("outbox holds prepared events of a keyset no longer configured; "+
+				"they are kept, not sent", zap.String("keyset", h.p.Keyset),
+				zap.String("file", h.p.path))
+		}
 	}
 	return n, nil
 }
@@ -132,7 +143,7 @@ func (n *Notifier) open(dir string) error {
 		if err := box.prepare(w.key); err != nil {
 			return err
 		}
-		loaded, errs := box.load(w.key)
+		loaded, prepared, errs := box.load(w.key)
 		for _, err := range errs {
 			n.log.Error("outbox record unreadable", zap.Error(err))
 		}
@@ -140,9 +151,18 @@ func (n *Notifier) open(dir string) error {
 			n.seq = max(n.seq, p.seq)
 			w.push(p)
 		}
+		for _, p := range prepared {
+			n.seq = max(n.seq, p.seq)
+			n.prepared = append(n.prepared, &held{w: w, p: p, found: true})
+		}
 		if len(loaded) > 0 {
 			n.log.Info("resuming pending deliveries", zap.String("destination", w.label),
 				zap.Int("pending", len(loaded)))
+		}
+		if len(prepared) > 0 {
+			n.log.Info("found events of state writes made before a crash; they are sent "+
+				"once the keyset's state shows the write landed", zap.String("destination",
+				w.label), zap.Int("prepared", len(prepared)))
 		}
 	}
 	dirs, err := box.destinations()
@@ -160,15 +180,29 @@ func (n *Notifier) open(dir string) error {
 	return nil
 }
 
-// Publish queues the changes of one commit of keyset for every destination that wants
-// them. Each delivery is on disk before Publish returns, and before any attempt.
+// Publish queues the changes of one commit of keyset, already committed, for every
+// destination that wants them. Each delivery is on disk before Publish returns, and
+// before any attempt.
 func (n *Notifier) Publish(keyset string, changes []rotation.Change) error {
 	if n.box == nil || len(changes) == 0 {
 		return nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	queued, err := n.write(keyset, "", changes)
+	for _, h := range queued {
+		h.w.push(h.p)
+	}
+	return err
+}
+
+// write stores a delivery of each of changes for every destination that wants it,
+// prepared under commit when commit is set, and returns those it stored. It must be
+// called with n.mu held.
+func (n *Notifier) write(keyset, commit string, changes []rotation.Change,
+) ([]*held, error) {
 	now := n.now()
+	var out []*held
 	var errs []error
 	for _, c := range changes {
 		ev := newEvent(n.newID(), keyset, c, jwksURI(n.base, keyset), now)
@@ -184,17 +218,18 @@ func (n *Notifier) Publish(keyset string, changes []rotation.Change) error {
 			n.seq++
 			p, err := n.box.add(w.key, n.seq, record{
 				ID: ev.ID, Destination: w.label, CreatedAt: now, Body: body,
-			})
+				Keyset: keyset, Commit: commit,
+			}, commit != "")
 			if err != nil {
 				deliveriesTotal.WithLabelValues(w.kind, resultNotQueued).Inc()
 				errs = append(errs, fmt.Errorf("queue %s of kid %s for %s: %w", ev.Type,
 					ev.KID, w.label, err))
 				continue
 			}
-			w.push(p)
+			out = append(out, &held{w: w, p: p})
 		}
 	}
-	return errors.Join(errs...)
+	return out, errors.Join(errs...)
 }
 
 // Start starts one delivery worker per destination.

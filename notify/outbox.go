@@ -16,17 +16,22 @@ import (
 
 // Outbox layout:
 //
-//	<dir>/.lock                          held by the one keyd using dir
-//	<dir>/<destination>/<seq>-<id>.json  one pending delivery of one event to one destination
+//	<dir>/.lock                              held by the one keyd using dir
+//	<dir>/<destination>/<seq>-<id>.json      one delivery of one event to one destination
+//	<dir>/<destination>/<seq>-<id>.prepared  the same, for a commit not yet known to have
+//	                                         landed: never sent as it is
 //
 // A file is written (temp, fsync, rename, fsync dir) before the first attempt and removed
-// once the delivery is done or given up. The zero-padded sequence number keeps the
-// event order of each destination across restarts.
+// once the delivery is done or given up. A prepared file is written before the state
+// write it announces, renamed to .json once the state is known to hold that write, and
+// removed when it is known not to. The zero-padded sequence number keeps the event order
+// of each destination across restarts.
 const (
 	outboxLock     = ".lock"
 	outboxDirMode  = 0o700
 	outboxFileMode = 0o600
 	recordExt      = ".json"
+	preparedExt    = ".prepared"
 	tempPrefix     = ".tmp-"
 	corruptExt     = ".corrupt"
 )
@@ -36,6 +41,10 @@ type record struct {
 	ID          string    `json:"id"`
 	Destination string    `json:"destination"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Keyset and Commit name the state write that announces the event; empty for events
+	// queued as already committed.
+	Keyset string `json:"keyset,omitempty"`
+	Commit string `json:"commit,omitempty"`
 	// Body is the event exactly as every attempt sends it, so each signature covers the
 	// same bytes.
 	Body json.RawMessage `json:"body"`
@@ -87,14 +96,18 @@ func (o *outbox) prepare(dest string) error {
 }
 
 // add durably stores rec as delivery number seq of destination dest, which prepare
-// created.
-func (o *outbox) add(dest string, seq uint64, rec record) (*pending, error) {
+// created; as a prepared record when prepared is set.
+func (o *outbox) add(dest string, seq uint64, rec record, prepared bool) (*pending, error) {
 	dir := filepath.Join(o.dir, dest)
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("encode outbox record: %w", err)
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%020d-%s%s", seq, rec.ID, recordExt))
+	ext := recordExt
+	if prepared {
+		ext = preparedExt
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%020d-%s%s", seq, rec.ID, ext))
 	if err := writeAtomic(path, data); err != nil {
 		return nil, fmt.Errorf("write outbox record: %w", err)
 	}
@@ -105,27 +118,41 @@ func (o *outbox) add(dest string, seq uint64, rec record) (*pending, error) {
 	return p, nil
 }
 
-// load returns the pending deliveries of dest in order. Leftover temporary files are
-// removed; a file that cannot be read is renamed to *.corrupt and reported in the error
-// list, so that it neither blocks the others nor disappears unseen.
-func (o *outbox) load(dest string) ([]*pending, []error) {
+// confirm makes the prepared record p sendable, durably: the rename is the moment the
+// event becomes due.
+func (o *outbox) confirm(p *pending) error {
+	path := strings.TrimSuffix(p.path, preparedExt) + recordExt
+	if err := os.Rename(p.path, path); err != nil {
+		return fmt.Errorf("confirm outbox record: %w", err)
+	}
+	p.path = path
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("sync outbox dir: %w", err)
+	}
+	return nil
+}
+
+// load returns the sendable and the prepared deliveries of dest, each in order. Leftover
+// temporary files are removed; a file that cannot be read is renamed to *.corrupt and
+// reported in the error list, so that it neither blocks the others nor disappears unseen.
+func (o *outbox) load(dest string) (ready, prepared []*pending, errs []error) {
 	dir := filepath.Join(o.dir, dest)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, []error{fmt.Errorf("read outbox dir: %w", err)}
+		return nil, nil, []error{fmt.Errorf("read outbox dir: %w", err)}
 	}
-	var out []*pending
-	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(dir, name)
+		isReady, isPrepared := strings.HasSuffix(name, recordExt),
+			strings.HasSuffix(name, preparedExt)
 		switch {
 		case strings.HasPrefix(name, tempPrefix):
 			_ = os.Remove(path) // an interrupted write; the event was never acknowledged
-		case strings.HasSuffix(name, recordExt):
+		case isReady || isPrepared:
 			p, err := readPending(path)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("outbox file %s: %w (moved aside to %s)",
@@ -133,11 +160,17 @@ func (o *outbox) load(dest string) ([]*pending, []error) {
 				_ = os.Rename(path, path+corruptExt)
 				continue
 			}
-			out = append(out, p)
+			if isPrepared {
+				prepared = append(prepared, p)
+			} else {
+				ready = append(ready, p)
+			}
 		}
 	}
-	slices.SortFunc(out, func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) })
-	return out, errs
+	bySeq := func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) }
+	slices.SortFunc(ready, bySeq)
+	slices.SortFunc(prepared, bySeq)
+	return ready, prepared, errs
 }
 
 // destinations lists the destination directories in the outbox.
@@ -155,7 +188,7 @@ func (o *outbox) destinations() ([]string, error) {
 	return out, nil
 }
 
-// remove deletes a delivered or abandoned record durably.
+// remove deletes a delivered, abandoned or aborted record durably.
 func (o *outbox) remove(p *pending) error {
 	if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove outbox record: %w", err)

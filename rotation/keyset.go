@@ -47,12 +47,23 @@ type Store interface {
 // changes in the order they happened (none when another replica made the change).
 type CommitFunc func(s State, changes []Change)
 
+// PrepareFunc is called before a state write with the write's commit id and the changes
+// it carries; it must store whatever announces them durably but not yet act on it. An
+// error fails the step before anything is written.
+type PrepareFunc func(commitID string, changes []Change) error
+
 // Options tunes a Keyset; the zero value suits a single keyd on local disk.
 type Options struct {
 	Log *zap.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// OnCommit is told about every committed state.
+	// Prepare is told about every state write before it is made. The write commits if,
+	// and only if, a state later reported to OnCommit lists its commit id in Commits.
+	Prepare PrepareFunc
+	// Abort is told about a prepared write that certainly did not land (another replica
+	// wrote first), so that what Prepare stored can be dropped at once.
+	Abort func(commitID string)
+	// OnCommit is told about every committed state, including the state found at Start.
 	OnCommit CommitFunc
 	// OnStep is told about every step: the request it served, what it decided and how it
 	// ended (for metrics).
@@ -108,6 +119,12 @@ func NewKeyset(name string, pol Policy, store Store, opts Options) *Keyset {
 	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
+	}
+	if opts.Prepare == nil {
+		opts.Prepare = func(string, []Change) error { return nil }
+	}
+	if opts.Abort == nil {
+		opts.Abort = func(string) {}
 	}
 	if opts.OnCommit == nil {
 		opts.OnCommit = func(State, []Change) {}

@@ -56,7 +56,29 @@ type State struct {
 	// RequestedAt is when an operator asked for a rotation that still waits for the next
 	// key to have been published for publish_lead; zero when none waits.
 	RequestedAt time.Time `json:"rotate_requested_at,omitzero"`
+	// Commits holds the ids of the last writes of the keyset's state, oldest first and
+	// this document's own last, at most MaxRecentCommits. The events a write announces
+	// are kept prepared under its id until a state lists it. Documents written by older
+	// keyds have none.
+	Commits []string `json:"recent_commits,omitempty"`
 }
+
+// MaxRecentCommits bounds State.Commits. A commit whose id has left the list can no
+// longer be recognised as landed, so the bound must exceed the number of commits other
+// replicas may make while this one is down between a commit and its confirmation.
+const MaxRecentCommits = 16
+
+// RecordCommit adds commit id to the state's recent commits, dropping the oldest beyond
+// MaxRecentCommits.
+func (s *State) RecordCommit(id string) {
+	s.Commits = append(slices.Clone(s.Commits), id)
+	if extra := len(s.Commits) - MaxRecentCommits; extra > 0 {
+		s.Commits = s.Commits[extra:]
+	}
+}
+
+// Committed reports whether commit id is among the state's recent commits.
+func (s *State) Committed(id string) bool { return slices.Contains(s.Commits, id) }
 
 // Find returns the key with the given kid, or nil.
 func (s *State) Find(kid string) *Key {
@@ -95,6 +117,7 @@ func (s *State) Published() []Key {
 // Clone returns a deep copy of the state that shares no slices with s.
 func (s State) Clone() State {
 	s.Keys = slices.Clone(s.Keys)
+	s.Commits = slices.Clone(s.Commits)
 	return s
 }
 

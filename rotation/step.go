@@ -3,6 +3,8 @@ package rotation
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +18,8 @@ import (
 
 // Step carries out whatever is due now, plus req, as one committed change. The order
 // makes a crash at any point safe: fresh private keys are stored before any state names
-// them; the state is written with check-and-set; the issuers' current key is replaced
+// them; the events announcing the change are prepared, under the write's commit id,
+// before the state is written with check-and-set; the issuers' current key is replaced
 // only after the commit; private keys of removed keys are deleted last.
 func (k *Keyset) Step(ctx context.Context, req Request) error {
 	var d Decision
@@ -61,22 +64,34 @@ func (k *Keyset) step(ctx context.Context, req Request, d *Decision) error {
 		return fmt.Errorf("keyset %q: %w", k.name, err)
 	}
 	next, changes := Apply(prev, k.name, pol, *d, pub, now)
+	commitID := newCommitID()
+	next.RecordCommit(commitID)
 	doc, err := next.Encode()
 	if err != nil {
+		k.deleteKeys(ctx, fresh)
 		return err
+	}
+	// The announcements are on disk before the state they announce can be: a crash
+	// after the write finds them at the next start, under an id the state names.
+	if err := k.opts.Prepare(commitID, changes); err != nil {
+		k.deleteKeys(ctx, fresh)
+		return fmt.Errorf("keyset %q: prepare events: %w", k.name, err)
 	}
 	newVersion, err := k.store.Save(ctx, doc, version)
 	if errors.Is(err, backends.ErrConflict) {
 		// Another replica changed the state first: its change stands, ours is dropped.
 		k.log.Info("state changed elsewhere; dropping this change and reloading",
 			zap.String("location", k.store.Location()))
+		k.opts.Abort(commitID)
 		k.deleteKeys(ctx, fresh)
 		return k.refresh(ctx)
 	}
 	if err != nil {
 		// An unconfirmed write may still have landed, so the fresh keys stay (the orphan
-		// sweep removes them later if no state names them), and its changes are kept to be
-		// announced should the state read back be this very document.
+		// sweep removes them later if no state names them), and so do its prepared
+		// events: the next state committed or read back says, by its commit ids, whether
+		// they are to be sent. Its changes are kept to be logged should the state read
+		// back be this very document.
 		k.mu.Lock()
 		k.unconfirmed = append(k.unconfirmed,
 			&unconfirmedWrite{doc: doc, state: next, changes: changes, req: req})
@@ -117,6 +132,13 @@ type unconfirmedWrite struct {
 	req Request
 }
 
+// newCommitID returns a fresh random commit id, 32 hex digits.
+func newCommitID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
 // destroyRemoved deletes the private keys of keys that changes removed or revoked.
 func (k *Keyset) destroyRemoved(ctx context.Context, changes []Change) {
 	for _, c := range changes {
@@ -141,7 +163,8 @@ func (k *Keyset) commit(s State, version uint64, changes []Change) {
 
 // refresh re-reads the stored state and adopts it when it changed: another replica's
 // change (nothing to announce), or this replica's own write whose confirmation was lost,
-// recognised by its bytes, whose changes are announced now.
+// recognised by its bytes, whose changes are logged and carried out now. Either way the
+// state's commit ids tell OnCommit which prepared events landed.
 func (k *Keyset) refresh(ctx context.Context) error {
 	doc, version, err := k.store.Load(ctx)
 	if err != nil {
