@@ -27,8 +27,10 @@ const (
 	dirMode   = 0o700
 	fileMode  = 0o600
 	stateName = "state.json"
-	keysDir   = "keys"
-	tempMark  = ".tmp-"
+	// firstStartName marks a keyset whose first start stored keys but has no state yet.
+	firstStartName = ".first-start"
+	keysDir        = "keys"
+	tempMark       = ".tmp-"
 )
 
 // ErrLocked means another keyd holds the storage directory.

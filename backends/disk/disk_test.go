@@ -363,3 +363,54 @@ func TestRootReadsKeydOwnedDirOffline(t *testing.T) {
 		t.Fatal("the daemon's own store trusted a state owned by another user")
 	}
 }
+
+func TestInterruptedFirstStart(t *testing.T) {
+	key, _ := keys.Generate("EdDSA", 0)
+	priv, _ := key.PrivateJWK()
+	tests := []struct {
+		name string
+		// crash leaves the keyset as a crash at some point of the first start would.
+		crash   func(t *testing.T, s *disk.Store, dir string)
+		wantErr error
+		wantMsg string
+	}{
+		{
+			name: "keys stored, no state yet: the first start begins again",
+			crash: func(t *testing.T, s *disk.Store, dir string) {
+				if err := s.PutKey(ctx, key.KID, priv); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr: backends.ErrNotFound,
+		},
+		{
+			name: "state written, then lost: refused",
+			crash: func(t *testing.T, s *disk.Store, dir string) {
+				if err := s.PutKey(ctx, key.KID, priv); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.Save(ctx, []byte("{}"), 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Remove(filepath.Join(dir, "api", "state.json")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantMsg: "refusing to create new keys",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store := open(t, dir).Keyset("api")
+			tc.crash(t, store, dir)
+			_, _, err := store.Load(ctx)
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Load: %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantMsg != "" && (err == nil || !strings.Contains(err.Error(), tc.wantMsg)) {
+				t.Fatalf("Load: %v, want %q", err, tc.wantMsg)
+			}
+		})
+	}
+}

@@ -50,6 +50,12 @@ func (s *Store) Load(ctx context.Context) ([]byte, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if s.unfinishedFirstStart(leftovers) {
+		// A first start was cut short before its state was written: the keys it stored
+		// were never named or published, so the first start begins again and the orphan
+		// sweep removes them.
+		return nil, 0, backends.ErrNotFound
+	}
 	if len(leftovers) > 0 {
 		return nil, 0, fmt.Errorf("%s is missing but %s holds %s: refusing to create new keys "+
 			"over a keyset whose state is lost; restore state.json or move the directory away",
@@ -82,6 +88,12 @@ func (s *Store) Save(ctx context.Context, doc []byte, prev uint64) (uint64, erro
 	if err := writeAtomic(s.Location(), doc, fileMode); err != nil {
 		return 0, fmt.Errorf("write %s: %w", s.Location(), err)
 	}
+	if prev == 0 {
+		// The first state exists now; keys without it would again mean lost state.
+		if err := os.Remove(s.firstStartMark()); err != nil && !notExist(err) {
+			return 0, fmt.Errorf("remove first-start mark: %w", err)
+		}
+	}
 	return versionOf(doc), nil
 }
 
@@ -96,6 +108,13 @@ func (s *Store) PutKey(ctx context.Context, kid string, privateJWK []byte) error
 	}
 	if err := mkdirs(filepath.Dir(path), dirMode); err != nil {
 		return fmt.Errorf("create keys dir: %w", err)
+	}
+	if _, err := os.Stat(s.Location()); notExist(err) {
+		// Keys stored before the first state are marked as a first start in progress, so
+		// a crash now does not read as lost state at the next start.
+		if err := writeAtomic(s.firstStartMark(), nil, fileMode); err != nil {
+			return fmt.Errorf("write first-start mark: %w", err)
+		}
 	}
 	if err := writeAtomic(path, privateJWK, fileMode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -208,6 +227,25 @@ func (s *Store) writable() error {
 		return errors.New("storage dir opened read-only")
 	}
 	return nil
+}
+
+// firstStartMark is the file that says a first start stored keys but wrote no state yet.
+func (s *Store) firstStartMark() string { return filepath.Join(s.dir, firstStartName) }
+
+// unfinishedFirstStart reports whether leftovers are only what an interrupted first start
+// leaves: its mark and private keys, never a state or an issuer's current key.
+func (s *Store) unfinishedFirstStart(leftovers []string) bool {
+	marked := false
+	for _, l := range leftovers {
+		switch {
+		case l == filepath.Join(filepath.Base(s.dir), firstStartName):
+			marked = true
+		case strings.HasPrefix(l, keysDir+string(filepath.Separator)):
+		default:
+			return false
+		}
+	}
+	return marked
 }
 
 // leftovers lists what a keyset dir holds besides temporary files.

@@ -225,3 +225,39 @@ func kidsOfState(s rotation.State) []string {
 	}
 	return kids
 }
+
+// TestCrashDuringFirstStart kills keyd while it creates its very first keys, after the
+// first private key is stored and before the first state is written: the next start must
+// finish the first start, not refuse the keyset as one whose state was lost.
+func TestCrashDuringFirstStart(t *testing.T) {
+	for i := range 2 {
+		data := t.TempDir()
+		keysDir := filepath.Join(data, "default", "keys")
+		config := "[server]\nlisten = \"{{listen}}\"\n[storage.disk]\ndir = \"" + data + "\"\n" +
+			"[[keyset]]\nname = \"default\"\nalgorithm = \"RS256\"\nrsa_bits = 4096\n"
+		p := keydtest.Start(t, config, keydtest.Options{NoWait: true})
+		// Generating the second 4096-bit key takes long enough to kill keyd in between.
+		p.WaitFor("the first private key to be stored", func() bool {
+			entries, _ := os.ReadDir(keysDir)
+			return len(entries) > 0
+		})
+		p.Kill()
+		if _, err := os.Stat(filepath.Join(data, "default", "state.json")); err == nil {
+			t.Logf("run %d: the kill came after the first state; nothing to check", i)
+			continue
+		}
+
+		again := keydtest.StartFile(t, p.Config, p.Addr, keydtest.Options{})
+		if code := again.Stop(); code != 0 {
+			t.Fatalf("run %d: exit %d after restarting an interrupted first start", i, code)
+		}
+		s := readState(t, filepath.Join(data, "default"))
+		entries, err := os.ReadDir(keysDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != len(s.Keys) {
+			t.Fatalf("run %d: %d private keys on disk, state names %d", i, len(entries), len(s.Keys))
+		}
+	}
+}
