@@ -162,9 +162,12 @@ func (k *Keyset) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("keyset %q: %s: %w", k.name, k.store.Location(), err)
 		}
-		if _, err := k.store.GetKey(ctx, s.InPhase(Current).KID); err != nil {
-			return fmt.Errorf("keyset %q: private key of current key %s: %w",
-				k.name, s.InPhase(Current).KID, err)
+		for _, p := range []Phase{Current, Next} {
+			if key := s.InPhase(p); key != nil {
+				if err := k.checkPrivate(ctx, key.KID); err != nil {
+					return fmt.Errorf("keyset %q: %s key: %w", k.name, p, err)
+				}
+			}
 		}
 		k.commit(s, version, nil)
 	}

@@ -285,3 +285,54 @@ func TestStartCleansOrphanKeys(t *testing.T) {
 		}
 	})
 }
+
+func TestNextKeyWithoutPrivateKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		pol := policy(t, "@daily", time.Hour, time.Hour)
+		h := start(t, dir, pol)
+		synctest.Wait()
+		s, _ := h.keyset.State()
+		next := s.InPhase(rotation.Next).KID
+		current := s.InPhase(rotation.Current).KID
+		if err := os.Remove(filepath.Join(dir, "api", "keys", next+".jwk")); err != nil {
+			t.Fatal(err)
+		}
+
+		// A promotion would make current a key issuers cannot be handed: refused.
+		err := h.keyset.Do(context.Background(), rotation.Request{Rotate: true, Immediate: true})
+		if err == nil || !strings.Contains(err.Error(), "promote next key") {
+			t.Fatalf("rotation with a lost next key: %v, want a refusal", err)
+		}
+		if h.current() != current {
+			t.Fatal("the current key changed although its successor has no private key")
+		}
+
+		// Revoking the broken next key repairs the keyset.
+		if err := h.keyset.Do(context.Background(), rotation.Request{Revoke: next}); err != nil {
+			t.Fatalf("revoke the broken next key: %v", err)
+		}
+		if err := h.keyset.Do(context.Background(),
+			rotation.Request{Rotate: true, Immediate: true}); err != nil {
+			t.Fatalf("rotation after replacing the next key: %v", err)
+		}
+
+		// At start, a state whose next key has no private key is refused.
+		h.stop()
+		s, _ = h.keyset.State()
+		lost := s.InPhase(rotation.Next).KID
+		if err := os.Remove(filepath.Join(dir, "api", "keys", lost+".jwk")); err != nil {
+			t.Fatal(err)
+		}
+		b, err := disk.Open(dir, disk.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		err = rotation.NewKeyset("api", pol, b.Keyset("api"), rotation.Options{}).
+			Start(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "next key") {
+			t.Fatalf("Start with a lost next key: %v, want a refusal naming it", err)
+		}
+	})
+}

@@ -55,6 +55,11 @@ func (k *Keyset) step(ctx context.Context, req Request, d *Decision) error {
 	if d.Empty() {
 		return k.publishCurrent(ctx)
 	}
+	if prev != nil && d.Promote {
+		if err := k.checkPromotable(ctx, prev, d); err != nil {
+			return err
+		}
+	}
 	fresh, err := k.createKeys(ctx, pol, d.NewKeys())
 	if err != nil {
 		return err
@@ -229,6 +234,38 @@ func (k *Keyset) publishCurrent(ctx context.Context) error {
 		return fmt.Errorf("keyset %q: publish current key %s: %w", k.name, cur.KID, err)
 	}
 	k.publishedKID = cur.KID
+	return nil
+}
+
+// checkPromotable refuses a promotion whose next key has no usable private key: the old
+// current key keeps signing until the private half is back or the next key is revoked,
+// rather than making current a key issuers could not be handed.
+func (k *Keyset) checkPromotable(ctx context.Context, s *State, d *Decision) error {
+	next := s.InPhase(Next)
+	if next == nil || d.Revoke == next.KID {
+		return nil
+	}
+	if err := k.checkPrivate(ctx, next.KID); err != nil {
+		return fmt.Errorf("keyset %q: promote next key: %w (revoke it with `keyd revoke "+
+			"--keyset %s %s` to replace it)", k.name, err, k.name, next.KID)
+	}
+	return nil
+}
+
+// checkPrivate makes sure the private key stored under kid is there, parses, and is the
+// key of that kid.
+func (k *Keyset) checkPrivate(ctx context.Context, kid string) error {
+	data, err := k.store.GetKey(ctx, kid)
+	if err != nil {
+		return fmt.Errorf("private key %s: %w", kid, err)
+	}
+	key, err := keys.ParsePrivateJWK(data)
+	if err != nil {
+		return fmt.Errorf("private key %s: %w", kid, err)
+	}
+	if key.KID != kid {
+		return fmt.Errorf("private key stored as %s is %s", kid, key.KID)
+	}
 	return nil
 }
 
