@@ -155,6 +155,10 @@ func (k *Keyset) validate(gaps map[string]time.Duration) []error {
 		return errs
 	}
 	k.Cron = sched
+	if sched.Next(time.Now()).IsZero() {
+		add("schedule", "%q never fires (no matching date within five years)", k.Schedule)
+		return errs
+	}
 	gap, ok := gaps[k.Schedule]
 	if !ok {
 		gap = shortestGap(sched, time.Now())

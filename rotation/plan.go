@@ -218,6 +218,11 @@ func WakeAt(s *State, pol Policy) time.Time {
 // promotionDue returns when the schedule (or a waiting request) asks for the next promotion.
 func promotionDue(s *State, pol Policy) time.Time {
 	due := pol.Schedule.Next(s.RotatedAt)
+	if due.IsZero() {
+		// A schedule that never fires (configuration refuses one) must not read as
+		// "due since the beginning of time".
+		due = s.RotatedAt.AddDate(100, 0, 0)
+	}
 	if !s.RequestedAt.IsZero() && (due.IsZero() || s.RequestedAt.Before(due)) {
 		due = s.RequestedAt
 	}
