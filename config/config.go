@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,8 @@ const (
 	DefaultVaultPrefix = "keyd"
 	DefaultRefresh     = 10 * time.Second
 	adminSocketName    = "admin.sock"
+	// maxFileBytes bounds a configuration file, so a wrong path (/dev/zero) fails cleanly.
+	maxFileBytes = 1 << 20
 )
 
 // Config is keyd's complete, validated configuration.
@@ -108,9 +111,18 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Default()
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("config %s: larger than %d bytes; is it the right file?",
+			path, maxFileBytes)
 	}
 	return Parse(data, path)
 }
@@ -121,6 +133,12 @@ func Parse(data []byte, path string) (*Config, error) {
 	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %s", path, decodeError(err))
+	}
+	if len(md.Keys()) == 0 {
+		// An empty or truncated file must not quietly become the built-in defaults (on a
+		// reload that would drop every configured keyset).
+		return nil, fmt.Errorf("config %s: the file sets nothing (empty or truncated?); "+
+			"run without --config for the built-in defaults", path)
 	}
 	var errs []error
 	for _, key := range md.Undecoded() {

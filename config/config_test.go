@@ -38,6 +38,8 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 			want: []string{"grace", "negative"}},
 		{name: "bad cron", body: "[[keyset]]\nname = \"a\"\nschedule = \"61 * * * *\"\n",
 			want: []string{`keyset[0] ("a"): schedule`, "61 * * * *"}},
+		{name: "empty file", body: "", want: []string{"sets nothing"}},
+		{name: "only comments", body: "# truncated\n", want: []string{"sets nothing"}},
 		{name: "schedule that never fires",
 			body: "[[keyset]]\nname = \"a\"\nschedule = \"0 0 31 2 *\"\n",
 			want: []string{"schedule", "never fires"}},
