@@ -8,8 +8,10 @@ PKGS      := ./...
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
 build:
-	$(GO) build -o $(BIN)/keyd ./cmd/keyd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/keyd ./cmd/keyd
 
 # Run keyd on its built-in defaults (./keyd-data, 127.0.0.1:8080).
 run:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,6 +21,9 @@ var Algorithms = []string{
 
 // keysetName keeps keyset names safe as path segments in URLs, directories and Vault paths.
 var keysetName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// maxSocketPath is the longest Unix socket path Linux accepts (sun_path less its NUL).
+const maxSocketPath = 107
 
 // scheduleHorizon bounds how far ahead the schedule is scanned for its shortest gap.
 const (
@@ -41,6 +45,10 @@ func (c *Config) validate() error {
 	}
 	if c.Server.JWKSMaxAge.D() < time.Second {
 		add("server.jwks_max_age", "must be at least 1s, got %s", c.Server.JWKSMaxAge.D())
+	}
+	if n := len(c.Server.AdminSocket); n > maxSocketPath {
+		add("server.admin_socket", "%q is %d bytes; a Unix socket path may have at most %d",
+			c.Server.AdminSocket, n, maxSocketPath)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -70,6 +78,11 @@ func (c *Config) validate() error {
 	for i := range c.Keysets {
 		k := &c.Keysets[i]
 		prefix := fmt.Sprintf("keyset[%d] (%q)", i, k.Name)
+		if c.Storage.Backend == "disk" &&
+			filepath.Clean(c.Server.AdminSocket) == filepath.Join(c.Storage.Disk.Dir, k.Name) {
+			add(prefix+": name", "%q is the admin socket's name in the storage dir; rename the "+
+				"keyset or set server.admin_socket", k.Name)
+		}
 		if seen[k.Name] {
 			add(prefix+": name", "%q is already the name of an earlier keyset", k.Name)
 		}

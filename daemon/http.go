@@ -44,9 +44,10 @@ func (d *Daemon) listen() error {
 	jwksHandler := d.metrics.countJWKS(d.jwks)
 	mux.Handle("/.well-known/jwks.json", jwksHandler)
 	mux.Handle("/keysets/", jwksHandler)
-	mux.HandleFunc("/healthz", d.healthz)
-	mux.HandleFunc("/readyz", d.readyz)
-	mux.Handle("/metrics", d.metrics.handler())
+	// GET patterns also answer HEAD; other methods get 405 with an Allow header.
+	mux.HandleFunc("GET /healthz", d.healthz)
+	mux.HandleFunc("GET /readyz", d.readyz)
+	mux.Handle("GET /metrics", d.metrics.handler())
 	d.server = &http.Server{
 		Handler:           jwksFirst(jwksHandler, mux),
 		ReadHeaderTimeout: readHeaderTimeout,

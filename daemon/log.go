@@ -25,6 +25,8 @@ func NewLogger(cfg config.Log) (*zap.Logger, zap.AtomicLevel, error) {
 		zc.EncoderConfig.TimeKey = "time"
 		zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 		zc.Sampling = nil
+		// An operator's log line says what failed and why; a Go stack adds nothing.
+		zc.DisableStacktrace = true
 	}
 	zc.Level = level
 	zc.OutputPaths = []string{"stderr"}
