@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keyd-io/keyd/internal/atomicfile"
 )
 
 // Outbox layout:
@@ -32,7 +34,6 @@ const (
 	outboxFileMode = 0o600
 	recordExt      = ".json"
 	preparedExt    = ".prepared"
-	tempPrefix     = ".tmp-"
 	corruptExt     = ".corrupt"
 )
 
@@ -108,7 +109,7 @@ func (o *outbox) add(dest string, seq uint64, rec record, prepared bool) (*pendi
 		ext = preparedExt
 	}
 	path := filepath.Join(dir, fmt.Sprintf("%020d-%s%s", seq, rec.ID, ext))
-	if err := writeAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, outboxFileMode); err != nil {
 		return nil, fmt.Errorf("write outbox record: %w", err)
 	}
 	p := &pending{record: rec, path: path, seq: seq}
@@ -126,7 +127,7 @@ func (o *outbox) confirm(p *pending) error {
 		return fmt.Errorf("confirm outbox record: %w", err)
 	}
 	p.path = path
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("sync outbox dir: %w", err)
 	}
 	return nil
@@ -150,7 +151,7 @@ func (o *outbox) load(dest string) (ready, prepared []*pending, errs []error) {
 		isReady, isPrepared := strings.HasSuffix(name, recordExt),
 			strings.HasSuffix(name, preparedExt)
 		switch {
-		case strings.HasPrefix(name, tempPrefix):
+		case atomicfile.IsTemp(name):
 			_ = os.Remove(path) // an interrupted write; the event was never acknowledged
 		case isReady || isPrepared:
 			p, err := readPending(path)
@@ -193,7 +194,7 @@ func (o *outbox) remove(p *pending) error {
 	if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove outbox record: %w", err)
 	}
-	if err := syncDir(filepath.Dir(p.path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(p.path)); err != nil {
 		return fmt.Errorf("sync outbox dir: %w", err)
 	}
 	return nil
@@ -223,34 +224,6 @@ func readPending(path string) (*pending, error) {
 	return p, nil
 }
 
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if err := tmp.Chmod(outboxFileMode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // mkdirSynced creates dir (and its parents) and syncs the parent, so that the new entry
 // survives a crash.
 func mkdirSynced(dir string) error {
@@ -260,14 +233,5 @@ func mkdirSynced(dir string) error {
 	if err := os.MkdirAll(dir, outboxDirMode); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }

@@ -94,7 +94,7 @@ func TestCorruptOutboxRecordIsSetAside(t *testing.T) {
 	if err := os.WriteFile(files[0], []byte("{half a rec"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	leftover := filepath.Join(filepath.Dir(files[0]), tempPrefix+"123")
+	leftover := filepath.Join(filepath.Dir(files[0]), ".1-evt.json.tmp-123")
 	if err := os.WriteFile(leftover, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}

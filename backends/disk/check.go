@@ -2,6 +2,7 @@ package disk
 
 import (
 	"fmt"
+	"github.com/keyd-io/keyd/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func (s *Store) checkKeyset() error {
 		return fmt.Errorf("read %s: %w", filepath.Join(s.dir, keysDir), err)
 	}
 	for _, e := range entries {
-		if isTemp(e.Name()) {
+		if atomicfile.IsTemp(e.Name()) {
 			continue
 		}
 		path := filepath.Join(s.dir, keysDir, e.Name())

@@ -30,7 +30,6 @@ const (
 	// firstStartName marks a keyset whose first start stored keys but has no state yet.
 	firstStartName = ".first-start"
 	keysDir        = "keys"
-	tempMark       = ".tmp-"
 )
 
 // ErrLocked means another keyd holds the storage directory.
@@ -117,44 +116,6 @@ func (b *Backend) Keyset(name string) *Store {
 	return &Store{backend: b, dir: filepath.Join(b.dir, name)}
 }
 
-// writeAtomic replaces path with data: temp file in the same dir, fsync, rename, fsync dir.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMark+"*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // mkdirs creates dir and its parents with mode.
 func mkdirs(dir string, mode os.FileMode) error {
 	return os.MkdirAll(dir, mode)
@@ -169,11 +130,6 @@ func checkRoot(dir string) error {
 		return fmt.Errorf("storage dir: %w", err)
 	}
 	return checkEntry(target, true, os.ModePerm, false)
-}
-
-// isTemp reports whether name is a temporary file left by an interrupted write.
-func isTemp(name string) bool {
-	return strings.HasPrefix(name, ".") && strings.Contains(name, tempMark)
 }
 
 func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/keyd-io/keyd/backends"
+	"github.com/keyd-io/keyd/internal/atomicfile"
 	"github.com/keyd-io/keyd/keys"
 )
 
@@ -85,7 +86,7 @@ func (s *Store) Save(ctx context.Context, doc []byte, prev uint64) (uint64, erro
 	if err := mkdirs(s.dir, s.backend.dirMode); err != nil {
 		return 0, fmt.Errorf("create keyset dir: %w", err)
 	}
-	if err := writeAtomic(s.Location(), doc, fileMode); err != nil {
+	if err := atomicfile.Write(s.Location(), doc, fileMode); err != nil {
 		return 0, fmt.Errorf("write %s: %w", s.Location(), err)
 	}
 	if prev == 0 {
@@ -112,11 +113,11 @@ func (s *Store) PutKey(ctx context.Context, kid string, privateJWK []byte) error
 	if _, err := os.Stat(s.Location()); notExist(err) {
 		// Keys stored before the first state are marked as a first start in progress, so
 		// a crash now does not read as lost state at the next start.
-		if err := writeAtomic(s.firstStartMark(), nil, fileMode); err != nil {
+		if err := atomicfile.Write(s.firstStartMark(), nil, fileMode); err != nil {
 			return fmt.Errorf("write first-start mark: %w", err)
 		}
 	}
-	if err := writeAtomic(path, privateJWK, fileMode); err != nil {
+	if err := atomicfile.Write(path, privateJWK, fileMode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
@@ -150,7 +151,7 @@ func (s *Store) DeleteKey(ctx context.Context, kid string) error {
 	if err := os.Remove(path); err != nil && !notExist(err) {
 		return fmt.Errorf("delete private key: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // ListKeys lists the stored private keys with their file times, and removes temporary
@@ -166,7 +167,7 @@ func (s *Store) ListKeys(ctx context.Context) ([]backends.StoredKey, error) {
 	}
 	var out []backends.StoredKey
 	for _, e := range entries {
-		if isTemp(e.Name()) && s.backend.lock != nil {
+		if atomicfile.IsTemp(e.Name()) && s.backend.lock != nil {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 			continue
 		}
@@ -205,7 +206,7 @@ func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 	}
 	for name, data := range map[string][]byte{"current.jwk": jwk, "current.pem": pem} {
 		path := filepath.Join(s.dir, name)
-		if err := writeAtomic(path, data, s.backend.issueMode); err != nil {
+		if err := atomicfile.Write(path, data, s.backend.issueMode); err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
 		}
 	}
@@ -260,7 +261,7 @@ func (s *Store) leftovers() ([]string, error) {
 			return nil, fmt.Errorf("read %s: %w", dir, err)
 		}
 		for _, e := range entries {
-			if !e.IsDir() && !isTemp(e.Name()) {
+			if !e.IsDir() && !atomicfile.IsTemp(e.Name()) {
 				found = append(found, filepath.Join(filepath.Base(dir), e.Name()))
 			}
 		}
