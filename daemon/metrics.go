@@ -288,3 +288,12 @@ func (s *instrumentedStore) PublishCurrent(ctx context.Context, k *keys.Key) err
 	s.observe("publish_current", start, err)
 	return err
 }
+
+// IssuedIs passes the check through when the wrapped store offers it; a store that does
+// not is taken at its word.
+func (s *instrumentedStore) IssuedIs(ctx context.Context, kid string) bool {
+	if c, ok := s.Store.(rotation.IssuedChecker); ok {
+		return c.IssuedIs(ctx, kid)
+	}
+	return true
+}

@@ -43,6 +43,14 @@ type Store interface {
 	Location() string
 }
 
+// IssuedChecker is implemented by stores that can tell cheaply whether the issuers' copy
+// of the current key (current.jwk and current.pem on disk) is still in place, so that a
+// copy removed or changed behind keyd's back is restored at the next step (a SIGHUP
+// runs one).
+type IssuedChecker interface {
+	IssuedIs(ctx context.Context, kid string) bool
+}
+
 // CommitFunc is called after a state change is committed, with the new state and the
 // changes in the order they happened (none when another replica made the change).
 type CommitFunc func(s State, changes []Change)
@@ -259,7 +267,8 @@ func (k *Keyset) Do(ctx context.Context, req Request) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("keyset %q: %w before the outcome was known; the request stays "+
+			"queued and may still be carried out", k.name, ctx.Err())
 	}
 }
 

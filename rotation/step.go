@@ -217,7 +217,12 @@ func (k *Keyset) publishCurrent(ctx context.Context) error {
 	cur := k.state.InPhase(Current)
 	k.mu.Unlock()
 	if cur.KID == k.publishedKID {
-		return nil
+		c, ok := k.store.(IssuedChecker)
+		if !ok || c.IssuedIs(ctx, cur.KID) {
+			return nil
+		}
+		k.log.Warn("the issuers' copy of the current key was missing or changed; restoring it",
+			zap.String("kid", cur.KID))
 	}
 	data, err := k.store.GetKey(ctx, cur.KID)
 	if err != nil {

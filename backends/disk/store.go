@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -211,6 +212,22 @@ func (s *Store) PublishCurrent(ctx context.Context, k *keys.Key) error {
 		}
 	}
 	return nil
+}
+
+// IssuedIs reports whether current.jwk names kid and current.pem is there.
+func (s *Store) IssuedIs(ctx context.Context, kid string) bool {
+	data, err := os.ReadFile(filepath.Join(s.dir, "current.jwk"))
+	if err != nil {
+		return false
+	}
+	var named struct {
+		KID string `json:"kid"`
+	}
+	if json.Unmarshal(data, &named) != nil || named.KID != kid {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(s.dir, "current.pem"))
+	return err == nil
 }
 
 // CurrentPath returns the path of current.jwk.

@@ -136,3 +136,25 @@ func writeCert(t *testing.T, certFile, keyFile, cn string) *x509.Certificate {
 	}
 	return cert
 }
+
+func TestIssuerFilesRestoredOnSIGHUP(t *testing.T) {
+	data := t.TempDir()
+	keyd := keydtest.Start(t, "[server]\nlisten = \"{{listen}}\"\n[storage.disk]\ndir = \""+
+		data+"\"\n[[keyset]]\nname = \"default\"\n", keydtest.Options{})
+	dir := filepath.Join(data, "default")
+	kid, _ := currentKey(t, dir)
+	for _, name := range []string{"current.jwk", "current.pem"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyd.Signal(syscall.SIGHUP)
+	keyd.WaitFor("current.jwk and current.pem to be restored", func() bool {
+		_, errJWK := os.Stat(filepath.Join(dir, "current.jwk"))
+		_, errPEM := os.Stat(filepath.Join(dir, "current.pem"))
+		return errJWK == nil && errPEM == nil
+	})
+	if restored, _ := currentKey(t, dir); restored != kid {
+		t.Fatalf("restored current.jwk names %s, want %s", restored, kid)
+	}
+}
