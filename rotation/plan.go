@@ -123,10 +123,10 @@ func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
 	return d
 }
 
-// Apply carries decision d out on a copy of s at now. A retired key's removal time is fixed
-// when it retires (pol.Grace from then), so a later, shorter grace never cuts it short, using fresh keys (d.NewKeys() of
+// Apply carries decision d out on a copy of s at now, using fresh keys (d.NewKeys() of
 // them, each with KID, Alg and Public set). It returns the new state and the changes in
-// the order they happened.
+// the order they happened. A retired key's removal time is fixed when it retires
+// (pol.Grace from then), so a later, shorter grace never cuts it short.
 func Apply(s *State, keyset string, pol Policy, d Decision, fresh []Key,
 	now time.Time,
 ) (State, []Change) {
