@@ -50,6 +50,8 @@ type Status struct {
 	Config  string         `json:"config"`
 	Started time.Time      `json:"started"`
 	Keysets []KeysetStatus `json:"keysets"`
+	// Pending counts the deliveries waiting for each webhook or exec hook.
+	Pending map[string]int `json:"pending_deliveries,omitempty"`
 }
 
 // KeysetStatus is one keyset's policy, health and keys (JWKS order).

@@ -185,7 +185,8 @@ func (d *Daemon) status() *admin.Status {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.mu.Unlock()
-	out := &admin.Status{Version: Version, Config: cfg.Source(), Started: d.started.UTC()}
+	out := &admin.Status{Version: Version, Config: cfg.Source(), Started: d.started.UTC(),
+		Pending: d.notifier.Pending()}
 	now := time.Now()
 	for _, r := range d.runners() {
 		ks := cfg.Keyset(r.keyset.Name())

@@ -67,6 +67,12 @@ backoff_max = "100ms"
 		return strings.Contains(second.Log(), "resuming pending deliveries") &&
 			strings.Contains(second.Log(), "delivery failed; will retry")
 	})
+	// `keyd status` shows the delivery waiting, and for which receiver.
+	out, code := keydtest.Run(t, "status", "--config", second.Config)
+	if code != 0 || !strings.Contains(out, "pending deliveries: 1 for webhook http://"+
+		receiverAddr+"/hooks/keyd") {
+		t.Fatalf("keyd status (exit %d) does not show the pending delivery:\n%s", code, out)
+	}
 	if code := second.Stop(); code != 0 {
 		t.Fatalf("keyd exited %d on SIGTERM", code)
 	}

@@ -279,3 +279,20 @@ func (n *Notifier) Close() error {
 	}
 	return n.box.close()
 }
+
+// Pending returns how many deliveries wait for each destination, by the destination's
+// label as logs show it (never with secrets); destinations with none are left out.
+func (n *Notifier) Pending() map[string]int {
+	out := map[string]int{}
+	if n == nil {
+		return out
+	}
+	for _, w := range n.workers {
+		w.mu.Lock()
+		if len(w.queue) > 0 {
+			out[w.kind+" "+w.label] = len(w.queue)
+		}
+		w.mu.Unlock()
+	}
+	return out
+}

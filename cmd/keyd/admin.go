@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,6 +137,12 @@ func callAdmin(ctx context.Context, configPath string, req admin.Request,
 
 func printStatus(w io.Writer, st *admin.Status) error {
 	fmt.Fprintf(w, "keyd %s, %s, up since %s\n", st.Version, st.Config, stamp(st.Started))
+	if len(st.Pending) == 0 {
+		fmt.Fprintln(w, "pending deliveries: none")
+	}
+	for _, dest := range slices.Sorted(maps.Keys(st.Pending)) {
+		fmt.Fprintf(w, "pending deliveries: %d for %s\n", st.Pending[dest], dest)
+	}
 	for _, ks := range st.Keysets {
 		fmt.Fprintf(w, "\nkeyset %s: %s, schedule %q, publish_lead %s, grace %s\n",
 			ks.Name, ks.Algorithm, ks.Schedule, ks.PublishLead, ks.Grace)
