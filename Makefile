@@ -18,9 +18,10 @@ run:
 	$(GO) run ./cmd/keyd
 
 # Every test, including the end-to-end ones against the built keyd binary and a real
-# Vault server built from source into bin/vault.
+# Vault server built from source into bin/vault, then a short run of every fuzz target.
 test: vault
 	KEYD_VAULT_BIN=$(CURDIR)/$(VAULT_BIN) $(GO) test -count=1 -timeout 40m $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 # The real HashiCorp Vault server, built from its Go module in tools/vault (a separate
 # module, so keyd itself never depends on Vault's server code). The first build takes
