@@ -256,7 +256,7 @@ func (k *Keyset) Do(ctx context.Context, req Request) error {
 		return fmt.Errorf("keyset %q: revoke %s: %w", k.name, req.Revoke, ErrUnknownKID)
 	}
 	done := make(chan error, 1)
-	k.pending = k.pending.Merge(req)
+	k.pending = k.pending.Merge(k.stamp(req))
 	k.waiters = append(k.waiters, done)
 	k.mu.Unlock()
 	select {
@@ -288,7 +288,7 @@ func (k *Keyset) Alive(ctx context.Context) error {
 // current step, if any, has finished.
 func (k *Keyset) Request(req Request) {
 	k.mu.Lock()
-	k.pending = k.pending.Merge(req)
+	k.pending = k.pending.Merge(k.stamp(req))
 	k.mu.Unlock()
 	select {
 	case k.wake <- struct{}{}:
@@ -377,4 +377,13 @@ func rootCause(err error) string {
 func nextBackoff(d time.Duration) time.Duration {
 	d = max(retryInitial, min(retryMax, 2*d))
 	return d/2 + rand.N(d/2+1)
+}
+
+// stamp sets when a rotation request starts to count as carried out, if the requester did
+// not: now, less the refresh interval (see Request.Since).
+func (k *Keyset) stamp(req Request) Request {
+	if req.Rotate && req.Since.IsZero() {
+		req.Since = k.opts.Now().Add(-k.opts.Refresh)
+	}
+	return req
 }

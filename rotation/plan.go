@@ -26,6 +26,11 @@ type Request struct {
 	// By says who asked, for the log of the changes it causes ("SIGUSR1", "admin uid 0");
 	// empty for changes that simply fell due.
 	By string
+	// Since is the time from which a committed rotation counts as this request carried
+	// out: when it was made, less the refresh interval with replicas, so that a signal
+	// sent to every replica rotates once even if one of them has already adopted
+	// another's rotation. Zero: any rotation before it does not count.
+	Since time.Time
 }
 
 // Merge folds a later request into r, so that requests arriving during a rotation add
@@ -35,6 +40,9 @@ func (r Request) Merge(later Request) Request {
 	r.Immediate = r.Immediate || later.Immediate
 	if later.Revoke != "" {
 		r.Revoke = later.Revoke
+	}
+	if r.Since.IsZero() || (!later.Since.IsZero() && later.Since.Before(r.Since)) {
+		r.Since = later.Since
 	}
 	if later.By != "" && !slices.Contains(strings.Split(r.By, ", "), later.By) {
 		r.By = strings.TrimPrefix(r.By+", "+later.By, ", ")
@@ -104,9 +112,9 @@ func Plan(s *State, pol Policy, now time.Time, req Request) Decision {
 		d.Promote = true
 	case !now.Before(due) && nextReady(s, pol, now):
 		d.Promote = true
-	// TODO: with replicas, a request that reaches one only after it adopted another
-	// replica's rotation for the same signal is deferred into a second rotation; requests
-	// carry no identity that would let it count as already done.
+	case req.Rotate && !req.Since.IsZero() && s.RotatedAt.After(req.Since):
+		// A rotation committed since the request was made (here or by another replica)
+		// already carried it out.
 	case req.Rotate && s.RequestedAt.IsZero():
 		if nextReady(s, pol, now) {
 			d.Promote = true

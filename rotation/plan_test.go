@@ -167,6 +167,22 @@ func TestLifecycle(t *testing.T) {
 			},
 		},
 		{
+			name:     "a request already carried out by a rotation since it was made is dropped",
+			schedule: "@daily", lead: h, grace: 2 * h,
+			steps: []simStep{
+				{at: 0},
+				{at: 24 * h, wantPhases: "current=K2 next=K3 retired=K1"},
+				{
+					// Another replica rotated at 24h; this one took the same signal a
+					// moment later and has adopted that rotation.
+					at: 24*h + 2*time.Second, req: Request{Rotate: true,
+						Since: epoch.Add(24*h - 8*time.Second)},
+					wantChanges: none, wantPhases: "current=K2 next=K3 retired=K1",
+					wantWake: 26 * h,
+				},
+			},
+		},
+		{
 			name:     "an immediate rotation ignores publish_lead",
 			schedule: "@daily", lead: h, grace: 2 * h,
 			steps: []simStep{
@@ -277,6 +293,10 @@ func TestRequestMergeCoalesces(t *testing.T) {
 			later: Request{Rotate: true}, want: Request{Rotate: true}},
 		{name: "immediate wins", first: Request{Rotate: true},
 			later: Request{Rotate: true, Immediate: true}, want: Request{Rotate: true, Immediate: true}},
+		{name: "the earliest since is kept",
+			first: Request{Rotate: true, Since: epoch.Add(time.Minute)},
+			later: Request{Rotate: true, Since: epoch},
+			want:  Request{Rotate: true, Since: epoch}},
 		{name: "a revocation is kept", first: Request{Rotate: true},
 			later: Request{Revoke: "k"}, want: Request{Rotate: true, Revoke: "k"}},
 	}
