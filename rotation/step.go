@@ -35,9 +35,13 @@ func (k *Keyset) Step(ctx context.Context, req Request) error {
 	k.mu.Unlock()
 	if !since.IsZero() {
 		k.log.Info("keyset step succeeded again", zap.Duration("failed_for", k.opts.Now().Sub(since)))
-		// Failed attempts may have left fresh private keys that no state names.
+	}
+	// Failed attempts, lost races and crashes may have left fresh private keys that no
+	// state names; a step that changed something sweeps them, so they do not wait for the
+	// next start.
+	if !since.IsZero() || !d.Empty() {
 		if err := k.cleanOrphans(ctx); err != nil {
-			k.log.Warn("orphan sweep after recovery", zap.Error(err))
+			k.log.Warn("orphan sweep", zap.Error(err))
 		}
 	}
 	return nil
