@@ -130,7 +130,7 @@ func TestAdminCommands(t *testing.T) {
 	t.Run("revoke asks on a terminal", func(t *testing.T) {
 		script, err := exec.LookPath("script")
 		if err != nil {
-			t.Skip("script(1) is not installed")
+			t.Fatal("script(1) is not installed (.ci/run installs Debian's bsdutils)")
 		}
 		// script gives keyd a terminal; the answer "n" comes through it.
 		cmd := exec.Command(script, "-qec", keydtest.Binary(t)+" revoke --keyset api "+second+
@@ -253,7 +253,7 @@ func TestAdminWhenUnreachable(t *testing.T) {
 
 	t.Run("socket of another user", func(t *testing.T) {
 		if os.Geteuid() != 0 {
-			t.Skip("needs root to run the client as another user")
+			t.Fatal("this case needs root to run the client as another user; CI runs as root")
 		}
 		// The daemon's dir is open to all, so only the socket's own mode keeps others out.
 		// Only the test's own dirs are opened, never the system temp dir itself.
