@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -12,15 +13,25 @@ import (
 	"github.com/keyd-io/keyd/internal/keydtest"
 )
 
-// pyjwt runs testdata/pyjwt.py with Debian's python3 and its python3-jwt package.
-func pyjwt(t *testing.T, args ...string) string {
+// pyjwt runs one job through interop/python/pyjwt_tool.py (PyJWT, with Debian's
+// python3) and returns its answer.
+func pyjwt(t *testing.T, action string, job map[string]any) map[string]any {
 	t.Helper()
-	cmd := exec.Command("/usr/bin/python3", append([]string{"testdata/pyjwt.py"}, args...)...)
+	line, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/bin/python3", "../../interop/python/pyjwt_tool.py", action)
+	cmd.Stdin = bytes.NewReader(append(line, '\n'))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("pyjwt %s: %v\n%s", args[0], err, out)
+		t.Fatalf("pyjwt %s: %v\n%s", action, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	var answer map[string]any
+	if err := json.Unmarshal(out, &answer); err != nil {
+		t.Fatalf("pyjwt %s: %v\n%s", action, err, out)
+	}
+	return answer
 }
 
 type jwkSet struct {
@@ -96,16 +107,14 @@ grace = "15m"
 	}
 
 	// An issuer signs with current.pem; an independent library verifies with the JWKS.
-	token := pyjwt(t, "sign", filepath.Join(data, "default", "current.pem"), kid, alg)
-	jwksFile := filepath.Join(t.TempDir(), "jwks.json")
+	token := pyjwt(t, "sign", map[string]any{"id": "e2e", "sub": "e2e", "ttl": 600,
+		"pem": filepath.Join(data, "default", "current.pem"), "kid": kid, "alg": alg})["token"]
 	verify := func(what string) {
 		t.Helper()
-		_, body := keyd.Get("/.well-known/jwks.json")
-		if err := os.WriteFile(jwksFile, body, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if got := pyjwt(t, "verify", jwksFile, token); got != "e2e" {
-			t.Fatalf("%s: verified sub %q", what, got)
+		got := pyjwt(t, "verify", map[string]any{"id": "e2e", "token": token,
+			"jwks": keyd.URL("/.well-known/jwks.json")})
+		if got["sub"] != "e2e" {
+			t.Fatalf("%s: PyJWT answered %v", what, got)
 		}
 	}
 	verify("before rotation")
