@@ -104,6 +104,8 @@ type Keyset struct {
 	probe chan struct{}
 
 	publishedKID string
+	// swept is set once a step has swept orphan private keys since the start.
+	swept bool
 	// unconfirmed holds the state writes storage did not confirm since the state last
 	// moved; one of them may have landed.
 	unconfirmed []*unconfirmedWrite
@@ -179,10 +181,8 @@ func (k *Keyset) Start(ctx context.Context) error {
 		}
 		k.commit(s, version, nil)
 	}
-	if err := k.Step(ctx, Request{}); err != nil {
-		return err
-	}
-	return k.cleanOrphans(ctx)
+	// The first step also sweeps orphan private keys (see Step).
+	return k.Step(ctx, Request{})
 }
 
 // Run carries out due changes and requests until ctx ends. Failed steps are retried with

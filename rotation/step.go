@@ -36,13 +36,15 @@ func (k *Keyset) Step(ctx context.Context, req Request) error {
 	if !since.IsZero() {
 		k.log.Info("keyset step succeeded again", zap.Duration("failed_for", k.opts.Now().Sub(since)))
 	}
-	// Failed attempts, lost races and crashes may have left fresh private keys that no
-	// state names; a step that changed something sweeps them, so they do not wait for the
-	// next start.
-	if !since.IsZero() || !d.Empty() {
+	// Crashes, failed attempts and lost races may have left fresh private keys that no
+	// state names: the first step after a start sweeps them, and so does every step that
+	// recovered or changed something.
+	if !k.swept || !since.IsZero() || !d.Empty() {
 		if err := k.cleanOrphans(ctx); err != nil {
 			k.log.Warn("orphan sweep", zap.Error(err))
+			return nil
 		}
+		k.swept = true
 	}
 	return nil
 }
